@@ -1,0 +1,529 @@
+// The one binding unit: numpy <-> C++ conversion, GIL release around every
+// call that computes, and error translation. No arithmetic lives here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "livelearn/trainer.hpp"
+
+namespace py = pybind11;
+using namespace livelearn;
+
+namespace {
+
+[[noreturn]] void type_error(const std::string& msg);
+[[noreturn]] void value_error(const std::string& msg);
+
+// forcecast: ensure() converts any numeric dtype; check_() still demands the
+// exact dtype and layout, so matching arrays pass through without a copy.
+constexpr int kCast = py::array::c_style | py::array::forcecast;
+using F32 = py::array_t<float, kCast>;
+using I32 = py::array_t<std::int32_t, kCast>;
+using I64 = py::array_t<std::int64_t, kCast>;
+
+template <class Arr>
+Arr converted(const py::array& arr, const char* name) {
+  Arr out = Arr::ensure(arr);
+  if (!out) type_error(std::string(name) + ": cannot convert dtype " + std::string(py::str(arr.dtype())));
+  return out;
+}
+
+// Raised (as livelearn.StepRejected, a ValueError) when train_step refuses a step.
+struct StepRejected : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    s += std::to_string(a.shape(i));
+    if (a.ndim() == 1 || i + 1 < a.ndim()) s += a.ndim() == 1 ? "," : ", ";
+  }
+  return s + ")";
+}
+
+[[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
+[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
+
+py::array as_numeric_array(py::handle obj, const char* name) {
+  py::array arr = py::array::ensure(obj);
+  if (!arr) {
+    PyErr_Clear();
+    type_error(std::string(name) + ": expected an array of numbers, got " +
+               std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  const char kind = arr.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
+    type_error(std::string(name) + ": expected real numbers, got dtype " +
+               std::string(py::str(arr.dtype())));
+  }
+  return arr;
+}
+
+// float32, C-contiguous; a matching array passes through without a copy.
+F32 as_f32(py::handle obj, const char* name) {
+  if (F32::check_(obj)) return py::reinterpret_borrow<F32>(obj);
+  return converted<F32>(as_numeric_array(obj, name), name);
+}
+
+template <class Int, class Arr>
+Arr as_int(py::handle obj, const char* name) {
+  if (Arr::check_(obj)) return py::reinterpret_borrow<Arr>(obj);
+  py::array arr = as_numeric_array(obj, name);
+  const char kind = arr.dtype().kind();
+  if (kind != 'i' && kind != 'u') {
+    type_error(std::string(name) + ": expected integers, got dtype " +
+               std::string(py::str(arr.dtype())));
+  }
+  // Range-check through int64 before narrowing (no silent wrap-around).
+  auto wide = converted<I64>(arr, name);
+  const std::int64_t* p = wide.data();
+  for (py::ssize_t i = 0; i < wide.size(); ++i) {
+    if (p[i] < std::numeric_limits<Int>::min() || p[i] > std::numeric_limits<Int>::max()) {
+      value_error(std::string(name) + ": value " + std::to_string(p[i]) + " does not fit");
+    }
+  }
+  return converted<Arr>(wide, name);
+}
+
+void expect_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* name,
+                  const std::string& expected) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  py::ssize_t i = 0;
+  for (auto s : shape) {
+    if (!ok) break;
+    ok = s < 0 || a.shape(i) == s;
+    ++i;
+  }
+  if (!ok) value_error(std::string(name) + ": expected shape " + expected + ", got " + shape_str(a));
+}
+
+float to_float(py::handle obj, const char* name) {
+  if (PyBool_Check(obj.ptr()) || !(PyFloat_Check(obj.ptr()) || PyLong_Check(obj.ptr()) ||
+                                   PyObject_HasAttrString(obj.ptr(), "__float__"))) {
+    type_error(std::string(name) + ": expected a number, got " +
+               std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  const double v = py::cast<double>(obj);
+  if (!std::isfinite(v)) value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
+  if (std::fabs(v) > std::numeric_limits<float>::max()) value_error(std::string(name) + ": out of float32 range");
+  return static_cast<float>(v);
+}
+
+struct Labels {
+  F32 owner;
+  const float* data;
+  float scalar;
+};
+
+// One example's target: a Python number (single output) or a 1-D array of k.
+Labels target_of(py::handle y, std::size_t k) {
+  if (PyFloat_Check(y.ptr()) || (PyLong_Check(y.ptr()) && !PyBool_Check(y.ptr()))) {
+    if (k != 1) value_error("y: expected shape (" + std::to_string(k) + ",), got a scalar");
+    Labels l{F32(), nullptr, static_cast<float>(PyFloat_AsDouble(y.ptr()))};
+    if (PyErr_Occurred()) throw py::error_already_set();
+    return l;
+  }
+  F32 arr = as_f32(y, "y");
+  if (arr.ndim() == 0 && k == 1) return {arr, arr.data(), 0.0f};
+  expect_shape(arr, {static_cast<py::ssize_t>(k)}, "y", "(" + std::to_string(k) + ",)");
+  return {arr, arr.data(), 0.0f};
+}
+
+F32 batch_targets(py::handle Y, std::size_t n, std::size_t k) {
+  F32 arr = as_f32(Y, "Y");
+  const auto N = static_cast<py::ssize_t>(n), K = static_cast<py::ssize_t>(k);
+  if (k == 1 && arr.ndim() == 1) {
+    expect_shape(arr, {N}, "Y", "(" + std::to_string(n) + ",)");
+  } else {
+    expect_shape(arr, {N, K}, "Y", "(" + std::to_string(n) + ", " + std::to_string(k) + ")");
+  }
+  return arr;
+}
+
+struct Csr {
+  I64 indptr;
+  I32 indices;
+  F32 values;
+  CsrView view;
+};
+
+Csr as_csr(py::handle indptr, py::handle indices, py::handle values) {
+  Csr c{as_int<std::int64_t, I64>(indptr, "indptr"), as_int<std::int32_t, I32>(indices, "indices"),
+        as_f32(values, "values"), {}};
+  if (c.indptr.ndim() != 1 || c.indptr.size() < 1) value_error("indptr: expected shape (n + 1,)");
+  if (c.indices.ndim() != 1) value_error("indices: expected a 1-D array, got " + shape_str(c.indices));
+  if (c.values.ndim() != 1 || c.values.size() != c.indices.size()) {
+    value_error("values: expected shape (" + std::to_string(c.indices.size()) + ",) like indices, got " +
+                shape_str(c.values));
+  }
+  const std::int64_t last = c.indptr.data()[c.indptr.size() - 1];
+  if (last != c.indices.size()) {
+    value_error("indptr: last entry must equal len(indices) = " + std::to_string(c.indices.size()) +
+                ", got " + std::to_string(last));
+  }
+  c.view = {static_cast<std::size_t>(c.indptr.size() - 1), c.indptr.data(), c.indices.data(),
+            c.values.data()};
+  return c;
+}
+
+class PyNetwork {
+ public:
+  PyNetwork(const Config& cfg, bool clip_set) : trainer_(cfg), clip_set_(clip_set) {}
+
+  Trainer& trainer() { return trainer_; }
+  const Trainer& trainer() const { return trainer_; }
+  std::size_t n_in() const { return trainer_.n_inputs(); }
+  std::size_t n_out() const { return trainer_.n_outputs(); }
+  bool clip_set() const { return clip_set_; }
+
+ private:
+  Trainer trainer_;
+  bool clip_set_;
+};
+
+[[noreturn]] void raise_rejected(StepStatus s, float loss) {
+  throw StepRejected("step rejected: " + std::string(to_string(s)) + " (loss " +
+                     std::to_string(loss) + "); the model is unchanged");
+}
+
+py::tuple detailed(std::size_t n, std::size_t k, const std::function<void(float*, float*, StepStatus*)>& run) {
+  py::array_t<float> losses(static_cast<py::ssize_t>(n));
+  py::array_t<float> preds({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  py::array_t<std::uint8_t> status(static_cast<py::ssize_t>(n));
+  float* l = losses.mutable_data();
+  float* p = preds.mutable_data();
+  auto* s = reinterpret_cast<StepStatus*>(status.mutable_data());
+  {
+    py::gil_scoped_release release;
+    run(l, p, s);
+  }
+  return py::make_tuple(losses, preds, status);
+}
+
+Config make_config(py::handle layers, const std::string& activation, const std::string& output,
+                   const std::string& loss, const std::string& optimizer, py::handle learning_rate,
+                   py::handle momentum, py::handle weight_decay, py::handle clip_norm,
+                   py::handle seed, py::handle beta1, py::handle beta2, py::handle epsilon) {
+  Config c;
+  if (!PySequence_Check(layers.ptr()) || PyUnicode_Check(layers.ptr())) {
+    type_error("layers: expected a sequence of ints such as [4, 16, 8, 1]");
+  }
+  c.layers.clear();
+  for (py::handle item : py::reinterpret_borrow<py::sequence>(layers)) {
+    if (PyBool_Check(item.ptr()) || !PyLong_Check(item.ptr())) {
+      type_error("layers: expected ints, got " +
+                 std::string(py::str(py::type::of(item).attr("__name__"))));
+    }
+    const long long v = PyLong_AsLongLong(item.ptr());
+    if (PyErr_Occurred() || v < 0 || v > std::numeric_limits<int>::max()) {
+      PyErr_Clear();
+      value_error("layers: every layer needs between 1 and 2^31 - 1 units");
+    }
+    c.layers.push_back(static_cast<int>(v));
+  }
+  c.hidden_activation = parse_activation(activation, "activation");
+  c.output_activation = parse_activation(output, "output");
+  c.loss = parse_loss(loss);
+  c.optimizer = parse_optimizer(optimizer);
+  auto number = [](py::handle h, const char* name) -> float {
+    if (PyBool_Check(h.ptr()) || !(PyFloat_Check(h.ptr()) || PyLong_Check(h.ptr()))) {
+      type_error(std::string(name) + ": expected a number, got " +
+                 std::string(py::str(py::type::of(h).attr("__name__"))));
+    }
+    return static_cast<float>(py::cast<double>(h));
+  };
+  c.learning_rate = number(learning_rate, "learning_rate");
+  c.momentum = number(momentum, "momentum");
+  c.weight_decay = number(weight_decay, "weight_decay");
+  if (!clip_norm.is_none()) {
+    c.clip_norm = number(clip_norm, "clip_norm");
+    if (!(c.clip_norm > 0.0f)) value_error("clip_norm: must be finite and > 0 (or None to disable)");
+  }
+  c.beta1 = number(beta1, "beta1");
+  c.beta2 = number(beta2, "beta2");
+  c.epsilon = number(epsilon, "epsilon");
+  if (PyBool_Check(seed.ptr()) || !PyLong_Check(seed.ptr())) type_error("seed: expected an int");
+  const unsigned long long s = PyLong_AsUnsignedLongLong(seed.ptr());
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    value_error("seed: must be an int in [0, 2^64)");
+  }
+  c.seed = s;
+  c.validate();
+  return c;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "livelearn native core: a thread-safe multi-layer perceptron (see livelearn.Network).";
+  py::register_exception<StepRejected>(m, "StepRejected", PyExc_ValueError);
+  m.attr("STATUS_NAMES") = py::make_tuple(to_string(StepStatus::Trained),
+                                          to_string(StepStatus::NonFiniteInput),
+                                          to_string(StepStatus::NonFiniteLoss),
+                                          to_string(StepStatus::NonFiniteUpdate));
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LIVELEARN_NO_DISPATCH)
+  m.attr("RUNTIME_DISPATCH") = true;
+#else
+  m.attr("RUNTIME_DISPATCH") = false;
+#endif
+
+  py::class_<PyNetwork>(m, "Network")
+      .def(py::init([](py::handle layers, const std::string& activation, const std::string& output,
+                       const std::string& loss, const std::string& optimizer,
+                       py::handle learning_rate, py::handle momentum, py::handle weight_decay,
+                       py::handle clip_norm, py::handle seed, py::handle beta1, py::handle beta2,
+                       py::handle epsilon) {
+             Config c = make_config(layers, activation, output, loss, optimizer, learning_rate,
+                                    momentum, weight_decay, clip_norm, seed, beta1, beta2, epsilon);
+             return new PyNetwork(c, !clip_norm.is_none());
+           }),
+           py::arg("layers") = std::vector<int>{4, 16, 8, 1}, py::arg("activation") = "tanh",
+           py::arg("output") = "sigmoid", py::arg("loss") = "bce", py::arg("optimizer") = "sgd",
+           py::arg("learning_rate") = 0.05, py::arg("momentum") = 0.0,
+           py::arg("weight_decay") = 0.0, py::arg("clip_norm") = py::none(), py::arg("seed") = 0,
+           py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("epsilon") = 1e-8)
+      .def(
+          "train_step",
+          [](PyNetwork& self, py::handle x, py::handle y) {
+            F32 xa = as_f32(x, "x");
+            const auto n_in = static_cast<py::ssize_t>(self.n_in());
+            expect_shape(xa, {n_in}, "x", "(" + std::to_string(n_in) + ",)");
+            Labels t = target_of(y, self.n_out());
+            const float* yp = t.data ? t.data : &t.scalar;
+            StepResult r;
+            {
+              py::gil_scoped_release release;
+              r = self.trainer().train_step(xa.data(), yp, nullptr);
+            }
+            if (r.status != StepStatus::Trained) raise_rejected(r.status, r.loss);
+            return r.loss;
+          },
+          py::arg("x"), py::arg("y"))
+      .def(
+          "train_step_sparse",
+          [](PyNetwork& self, py::handle indices, py::handle values, py::handle y) {
+            I32 idx = as_int<std::int32_t, I32>(indices, "indices");
+            F32 val = as_f32(values, "values");
+            if (idx.ndim() != 1) value_error("indices: expected a 1-D array, got " + shape_str(idx));
+            expect_shape(val, {idx.size()}, "values", "(" + std::to_string(idx.size()) + ",)");
+            Labels t = target_of(y, self.n_out());
+            const float* yp = t.data ? t.data : &t.scalar;
+            StepResult r;
+            {
+              py::gil_scoped_release release;
+              r = self.trainer().train_step_sparse(idx.data(), val.data(),
+                                                   static_cast<std::size_t>(idx.size()), yp, nullptr);
+            }
+            if (r.status != StepStatus::Trained) raise_rejected(r.status, r.loss);
+            return r.loss;
+          },
+          py::arg("indices"), py::arg("values"), py::arg("y"))
+      .def(
+          "train_batch",
+          [](PyNetwork& self, py::handle X, py::handle Y) {
+            F32 xa = as_f32(X, "X");
+            const auto n_in = static_cast<py::ssize_t>(self.n_in());
+            expect_shape(xa, {-1, n_in}, "X", "(n, " + std::to_string(n_in) + ")");
+            const auto n = static_cast<std::size_t>(xa.shape(0));
+            F32 ya = batch_targets(Y, n, self.n_out());
+            py::array_t<float> losses(static_cast<py::ssize_t>(n));
+            float* l = losses.mutable_data();
+            {
+              py::gil_scoped_release release;
+              self.trainer().train_batch(n, xa.data(), ya.data(), l, nullptr, nullptr);
+            }
+            return losses;
+          },
+          py::arg("X"), py::arg("Y"))
+      .def(
+          "train_batch_sparse",
+          [](PyNetwork& self, py::handle indptr, py::handle indices, py::handle values,
+             py::handle Y) {
+            Csr c = as_csr(indptr, indices, values);
+            F32 ya = batch_targets(Y, c.view.rows, self.n_out());
+            py::array_t<float> losses(static_cast<py::ssize_t>(c.view.rows));
+            float* l = losses.mutable_data();
+            {
+              py::gil_scoped_release release;
+              self.trainer().train_batch_sparse(c.view, ya.data(), l, nullptr, nullptr);
+            }
+            return losses;
+          },
+          py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"))
+      .def(
+          "train_batch_detailed",
+          [](PyNetwork& self, py::handle X, py::handle Y) {
+            F32 xa = as_f32(X, "X");
+            const auto n_in = static_cast<py::ssize_t>(self.n_in());
+            expect_shape(xa, {-1, n_in}, "X", "(n, " + std::to_string(n_in) + ")");
+            const auto n = static_cast<std::size_t>(xa.shape(0));
+            F32 ya = batch_targets(Y, n, self.n_out());
+            return detailed(n, self.n_out(), [&](float* l, float* p, StepStatus* s) {
+              self.trainer().train_batch(n, xa.data(), ya.data(), l, p, s);
+            });
+          },
+          py::arg("X"), py::arg("Y"))
+      .def(
+          "train_batch_sparse_detailed",
+          [](PyNetwork& self, py::handle indptr, py::handle indices, py::handle values,
+             py::handle Y) {
+            Csr c = as_csr(indptr, indices, values);
+            F32 ya = batch_targets(Y, c.view.rows, self.n_out());
+            return detailed(c.view.rows, self.n_out(), [&](float* l, float* p, StepStatus* s) {
+              self.trainer().train_batch_sparse(c.view, ya.data(), l, p, s);
+            });
+          },
+          py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"))
+      .def(
+          "predict",
+          [](const PyNetwork& self, py::handle X) {
+            F32 xa = as_f32(X, "X");
+            const auto n_in = static_cast<py::ssize_t>(self.n_in());
+            const auto k = static_cast<py::ssize_t>(self.n_out());
+            const bool single = xa.ndim() == 1;
+            if (single) {
+              expect_shape(xa, {n_in}, "X", "(" + std::to_string(n_in) + ",) or (n, " + std::to_string(n_in) + ")");
+            } else {
+              expect_shape(xa, {-1, n_in}, "X", "(n, " + std::to_string(n_in) + ") or (" + std::to_string(n_in) + ",)");
+            }
+            const py::ssize_t n = single ? 1 : xa.shape(0);
+            py::array_t<float> out = single ? py::array_t<float>(k) : py::array_t<float>({n, k});
+            float* o = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              self.trainer().predict(static_cast<std::size_t>(n), xa.data(), o);
+            }
+            return out;
+          },
+          py::arg("X"))
+      .def(
+          "predict_sparse",
+          [](const PyNetwork& self, py::handle indptr, py::handle indices, py::handle values) {
+            Csr c = as_csr(indptr, indices, values);
+            py::array_t<float> out({static_cast<py::ssize_t>(c.view.rows),
+                                    static_cast<py::ssize_t>(self.n_out())});
+            float* o = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              self.trainer().predict_sparse(c.view, o);
+            }
+            return out;
+          },
+          py::arg("indptr"), py::arg("indices"), py::arg("values"))
+      .def("_state_layout",
+           [](const PyNetwork& self) {
+             py::list out;
+             for (const auto& t : self.trainer().state_layout()) {
+               out.append(py::make_tuple(t.name, py::tuple(py::cast(t.shape))));
+             }
+             return out;
+           })
+      .def("get_state",
+           [](const PyNetwork& self) {
+             const auto layout = self.trainer().state_layout();
+             std::vector<py::array_t<float>> arrays;
+             std::vector<float*> dest;
+             for (const auto& t : layout) {
+               arrays.emplace_back(std::vector<py::ssize_t>(t.shape.begin(), t.shape.end()));
+               dest.push_back(arrays.back().mutable_data());
+             }
+             Counters c;
+             {
+               py::gil_scoped_release release;
+               c = self.trainer().export_state(dest);
+             }
+             py::dict state;
+             for (std::size_t i = 0; i < layout.size(); ++i) state[py::str(layout[i].name)] = arrays[i];
+             py::array_t<std::int64_t> steps(std::vector<py::ssize_t>{});
+             py::array_t<std::int64_t> rejected(std::vector<py::ssize_t>{});
+             *steps.mutable_data() = static_cast<std::int64_t>(c.steps);
+             *rejected.mutable_data() = static_cast<std::int64_t>(c.rejected_steps);
+             state["counters.steps"] = steps;
+             state["counters.rejected_steps"] = rejected;
+             return state;
+           })
+      .def(
+          "set_state",
+          [](PyNetwork& self, py::handle state_obj) {
+            if (!PyDict_Check(state_obj.ptr())) type_error("state: expected a dict of arrays (from get_state())");
+            auto state = py::reinterpret_borrow<py::dict>(state_obj);
+            const auto layout = self.trainer().state_layout();
+            std::vector<F32> keep;
+            std::vector<const float*> src;
+            for (const auto& t : layout) {
+              if (!state.contains(t.name)) value_error("state: missing tensor '" + t.name + "'");
+              py::handle v = state[py::str(t.name)];
+              py::array a = as_numeric_array(v, t.name.c_str());
+              if (a.dtype().kind() != 'f') type_error("state: tensor '" + t.name + "' must be floating point");
+              std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+              if (shape != std::vector<py::ssize_t>(t.shape.begin(), t.shape.end())) {
+                std::string expected = "(";
+                for (std::size_t i = 0; i < t.shape.size(); ++i) expected += (i ? ", " : "") + std::to_string(t.shape[i]);
+                value_error("state: tensor '" + t.name + "' has shape " + shape_str(a) +
+                            ", expected " + expected + (t.shape.size() == 1 ? ",)" : ")"));
+              }
+              keep.push_back(converted<F32>(a, t.name.c_str()));
+              src.push_back(keep.back().data());
+            }
+            Counters c{};
+            const char* names[] = {"counters.steps", "counters.rejected_steps"};
+            std::uint64_t* fields[] = {&c.steps, &c.rejected_steps};
+            for (int i = 0; i < 2; ++i) {
+              if (!state.contains(names[i])) value_error(std::string("state: missing counter '") + names[i] + "'");
+              py::array a = as_numeric_array(state[names[i]], names[i]);
+              if (a.size() != 1 || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')) {
+                value_error(std::string("state: counter '") + names[i] + "' must be one integer");
+              }
+              const auto v = py::cast<long long>(a.attr("item")());
+              if (v < 0) value_error(std::string("state: counter '") + names[i] + "' is negative");
+              *fields[i] = static_cast<std::uint64_t>(v);
+            }
+            std::size_t expected_keys = layout.size() + 2;
+            if (py::len(state) != expected_keys) {
+              for (auto item : state) {
+                const auto key = py::cast<std::string>(py::str(item.first));
+                bool known = key == names[0] || key == names[1];
+                for (const auto& t : layout) known |= key == t.name;
+                if (!known) value_error("state: unexpected tensor '" + key + "' for this network's configuration");
+              }
+            }
+            py::gil_scoped_release release;
+            self.trainer().import_state(src, c);
+          },
+          py::arg("state"))
+      .def_property_readonly("steps", [](const PyNetwork& s) { return s.trainer().counters().steps; })
+      .def_property_readonly("rejected_steps",
+                             [](const PyNetwork& s) { return s.trainer().counters().rejected_steps; })
+      .def_property_readonly("n_inputs", &PyNetwork::n_in)
+      .def_property_readonly("n_outputs", &PyNetwork::n_out)
+      .def_property_readonly("n_parameters", [](const PyNetwork& s) { return s.trainer().n_parameters(); })
+      .def_property_readonly("layers", [](const PyNetwork& s) { return s.trainer().config().layers; })
+      .def_property_readonly("activation", [](const PyNetwork& s) { return to_string(s.trainer().config().hidden_activation); })
+      .def_property_readonly("output", [](const PyNetwork& s) { return to_string(s.trainer().config().output_activation); })
+      .def_property_readonly("loss", [](const PyNetwork& s) { return to_string(s.trainer().config().loss); })
+      .def_property_readonly("optimizer", [](const PyNetwork& s) { return to_string(s.trainer().config().optimizer); })
+      .def_property(
+          "learning_rate", [](const PyNetwork& s) { return static_cast<double>(s.trainer().learning_rate()); },
+          [](PyNetwork& s, py::handle lr) { s.trainer().set_learning_rate(to_float(lr, "learning_rate")); })
+      .def_property_readonly("momentum", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().momentum); })
+      .def_property_readonly("weight_decay", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().weight_decay); })
+      .def_property_readonly("clip_norm", [](const PyNetwork& s) -> py::object {
+        if (!s.clip_set()) return py::none();
+        return py::float_(static_cast<double>(s.trainer().config().clip_norm));
+      })
+      .def_property_readonly("seed", [](const PyNetwork& s) { return s.trainer().config().seed; })
+      .def_property_readonly("beta1", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().beta1); })
+      .def_property_readonly("beta2", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().beta2); })
+      .def_property_readonly("epsilon", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().epsilon); });
+}

@@ -1,0 +1,68 @@
+// Thread-safe facade over Network. Training steps take the lock exclusively,
+// one step at a time, so a concurrent predict waits for at most one step;
+// predictions share the lock with each other.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <shared_mutex>
+#include <vector>
+
+#include "livelearn/network.hpp"
+
+namespace livelearn {
+
+struct Counters {
+  std::uint64_t steps;
+  std::uint64_t rejected_steps;
+};
+
+// Compressed sparse rows: row r holds indices[indptr[r] .. indptr[r+1]).
+struct CsrView {
+  std::size_t rows;
+  const std::int64_t* indptr;
+  const std::int32_t* indices;
+  const float* values;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(const Config& config);
+
+  const Config& config() const { return net_.config(); }
+  std::size_t n_inputs() const { return net_.n_inputs(); }
+  std::size_t n_outputs() const { return net_.n_outputs(); }
+  std::size_t n_parameters() const { return net_.n_parameters(); }
+
+  StepResult train_step(const float* x, const float* y, float* prediction);
+  StepResult train_step_sparse(const std::int32_t* indices, const float* values, std::size_t nnz,
+                               const float* y, float* prediction);
+  // n steps in order, the lock taken per step. Outputs may be null.
+  void train_batch(std::size_t n, const float* X, const float* Y, float* losses, float* predictions,
+                   StepStatus* status);
+  void train_batch_sparse(const CsrView& csr, const float* Y, float* losses, float* predictions,
+                          StepStatus* status);
+  void predict(std::size_t n, const float* X, float* out) const;
+  void predict_sparse(const CsrView& csr, float* out) const;
+
+  // Throws std::invalid_argument unless indptr starts at 0, never decreases,
+  // and every row's indices are in range and unique. Call before training.
+  void validate_csr(const CsrView& csr) const;
+  void validate_sparse_row(const std::int32_t* indices, std::size_t nnz) const;
+
+  Counters counters() const;
+  void set_counters(const Counters& c);
+  float learning_rate() const;
+  void set_learning_rate(float lr);
+
+  std::vector<TensorInfo> state_layout() const { return net_.state_layout(); }
+  // One consistent snapshot (a step boundary) of every tensor and the counters.
+  Counters export_state(const std::vector<float*>& destinations) const;
+  void import_state(const std::vector<const float*>& sources, const Counters& counters);
+
+ private:
+  Network net_;
+  mutable std::shared_mutex mutex_;
+};
+
+}  // namespace livelearn

@@ -1,0 +1,590 @@
+#include "livelearn/network.hpp"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "livelearn/activations.hpp"
+
+// Runtime CPU dispatch: the hot entry points are compiled for AVX-512,
+// AVX2+FMA and baseline x86-64, and the loader picks one (GCC ifunc). Helpers
+// they call are force-inlined so each clone gets its own vector code.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(LIVELEARN_NO_DISPATCH)
+#define LL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LL_CLONES
+#endif
+#define LL_INLINE inline __attribute__((always_inline))
+#define LL_LAMBDA __attribute__((always_inline))
+// Vectorise a reduction without -ffast-math (which would break the NaN guard).
+#define LL_SIMD_OR _Pragma("omp simd reduction(|:bad)")
+#define LL_SIMD_SUM _Pragma("omp simd reduction(+:s)")
+#define LL_SIMD _Pragma("omp simd")
+
+namespace livelearn {
+
+const char* to_string(StepStatus s) {
+  switch (s) {
+    case StepStatus::Trained: return "trained";
+    case StepStatus::NonFiniteInput: return "non-finite input";
+    case StepStatus::NonFiniteLoss: return "non-finite loss";
+    case StepStatus::NonFiniteUpdate: return "non-finite gradient or update";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// True unless v is NaN or +-inf; written as one compare so it vectorises.
+LL_INLINE int not_finite(float v) { return !(std::fabs(v) <= FLT_MAX); }
+
+LL_INLINE int any_not_finite(const float* v, std::size_t n) {
+  int bad = 0;
+  LL_SIMD_OR
+  for (std::size_t i = 0; i < n; ++i) bad |= not_finite(v[i]);
+  return bad;
+}
+
+LL_INLINE void activate(Activation act, float* a, std::size_t n) {
+  switch (act) {
+    case Activation::Tanh:
+      LL_SIMD
+      for (std::size_t i = 0; i < n; ++i) a[i] = fast_tanh(a[i]);
+      break;
+    case Activation::Sigmoid:
+      LL_SIMD
+      for (std::size_t i = 0; i < n; ++i) a[i] = fast_sigmoid(a[i]);
+      break;
+    case Activation::Relu:
+      LL_SIMD  // `a < 0 ? 0 : a` keeps NaN, unlike max(a, 0)
+      for (std::size_t i = 0; i < n; ++i) a[i] = a[i] < 0.0f ? 0.0f : a[i];
+      break;
+    case Activation::Identity: break;
+  }
+}
+
+// d *= activation'(z), written in terms of the activation's output a.
+LL_INLINE void times_derivative(Activation act, const float* a, float* d, std::size_t n) {
+  switch (act) {
+    case Activation::Tanh:
+      LL_SIMD
+      for (std::size_t i = 0; i < n; ++i) d[i] *= 1.0f - a[i] * a[i];
+      break;
+    case Activation::Sigmoid:
+      LL_SIMD
+      for (std::size_t i = 0; i < n; ++i) d[i] *= a[i] * (1.0f - a[i]);
+      break;
+    case Activation::Relu:
+      LL_SIMD
+      for (std::size_t i = 0; i < n; ++i) d[i] = a[i] > 0.0f ? d[i] : 0.0f;
+      break;
+    case Activation::Identity: break;
+  }
+}
+
+// z = b + x @ W, W input-major (in x out).
+LL_INLINE void dense_affine(const float* x, std::size_t in, const float* W, const float* b,
+                            std::size_t out, float* z) {
+  std::memcpy(z, b, out * sizeof(float));
+  for (std::size_t i = 0; i < in; ++i) {
+    const float xi = x[i];
+    const float* w = W + i * out;
+    LL_SIMD
+    for (std::size_t o = 0; o < out; ++o) z[o] += xi * w[o];
+  }
+}
+
+LL_INLINE void sparse_affine(const std::int32_t* idx, const float* val, std::size_t nnz,
+                             const float* W, const float* b, std::size_t out, float* z) {
+  std::memcpy(z, b, out * sizeof(float));
+  for (std::size_t k = 0; k < nnz; ++k) {
+    const float xi = val[k];
+    const float* w = W + static_cast<std::size_t>(idx[k]) * out;
+    LL_SIMD
+    for (std::size_t o = 0; o < out; ++o) z[o] += xi * w[o];
+  }
+}
+
+// da[i] = sum_o W[i][o] * d[o]
+LL_INLINE void backprop(const float* W, std::size_t in, std::size_t out, const float* d,
+                        float* da) {
+  for (std::size_t i = 0; i < in; ++i) {
+    const float* w = W + i * out;
+    float s = 0.0f;
+    LL_SIMD_SUM
+    for (std::size_t o = 0; o < out; ++o) s += w[o] * d[o];
+    da[i] = s;
+  }
+}
+
+LL_INLINE float sum_squares(const float* v, std::size_t n) {
+  float s = 0.0f;
+  LL_SIMD_SUM
+  for (std::size_t i = 0; i < n; ++i) s += v[i] * v[i];
+  return s;
+}
+
+enum class UpdateKind { Sgd, Momentum, Adam };
+
+struct Hyper {
+  float lr, mu, b1, b2, c1, c2, lr_t, eps_t;
+};
+
+// One row of parameters w (with optimizer rows m, v) receives the gradient
+// g = alpha * d + wd * w. Pure element-wise work, so it vectorises.
+template <UpdateKind K>
+LL_INLINE void update_row(float* w, float* m, float* v, const float* d, std::size_t n, float alpha,
+                          float wd, const Hyper& h) {
+  if constexpr (K == UpdateKind::Sgd) {
+    LL_SIMD
+    for (std::size_t o = 0; o < n; ++o) w[o] -= h.lr * (alpha * d[o] + wd * w[o]);
+  } else if constexpr (K == UpdateKind::Momentum) {
+    LL_SIMD
+    for (std::size_t o = 0; o < n; ++o) {
+      m[o] = h.mu * m[o] + (alpha * d[o] + wd * w[o]);
+      w[o] -= h.lr * m[o];
+    }
+  } else {
+    LL_SIMD
+    for (std::size_t o = 0; o < n; ++o) {
+      const float g = alpha * d[o] + wd * w[o];
+      m[o] = h.b1 * m[o] + h.c1 * g;
+      v[o] = h.b2 * v[o] + h.c2 * (g * g);
+      w[o] -= h.lr_t * m[o] / (std::sqrt(v[o]) + h.eps_t);
+    }
+  }
+}
+
+// xoshiro256** seeded through splitmix64: a portable, deterministic stream
+// (std:: distributions are implementation-defined).
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) {
+    for (auto& s : s_) {
+      seed += 0x9E3779B97F4A7C15ULL;
+      std::uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      s = z ^ (z >> 31);
+    }
+  }
+  std::uint64_t next() {
+    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
+  // Uniform in [-1, 1).
+  float symmetric() { return static_cast<float>(next() >> 40) * 0x1.0p-23f - 1.0f; }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s_[4];
+};
+
+// Everything one step's weight update needs, gathered so the update can be a
+// plain (force-inlined) function rather than a lambda, which GCC would not
+// compile per dispatch clone.
+struct UpdateView {
+  float* P;
+  float* M;
+  float* V;
+  const float* deltas;
+  const float* acts;
+  const std::size_t* act_off;
+  const LayerSpan* layers;
+  std::size_t n_layers;
+  const float* x;
+  const std::int32_t* idx;
+  std::size_t x_len;
+  float scale;
+  float wd;
+  Hyper h;
+};
+
+template <UpdateKind K, bool Sparse>
+LL_INLINE void update_all(const UpdateView& u) {
+  for (std::size_t l = 0; l < u.n_layers; ++l) {
+    const LayerSpan& layer = u.layers[l];
+    const float* d = u.deltas + u.act_off[l];
+    const std::size_t out = layer.out;
+    const float* a = l == 0 ? u.x : u.acts + u.act_off[l - 1];
+    const std::size_t rows = l == 0 ? u.x_len : layer.in;
+    for (std::size_t j = 0; j < rows; ++j) {
+      const std::size_t i = (Sparse && l == 0) ? static_cast<std::size_t>(u.idx[j]) : j;
+      const std::size_t off = layer.w + i * out;
+      update_row<K>(u.P + off, u.M ? u.M + off : nullptr, u.V ? u.V + off : nullptr, d, out,
+                    u.scale * a[j], u.wd, u.h);
+    }
+    update_row<K>(u.P + layer.b, u.M ? u.M + layer.b : nullptr, u.V ? u.V + layer.b : nullptr, d,
+                  out, u.scale, 0.0f, u.h);
+  }
+}
+
+// The parameter ranges a step writes: the whole buffer for a dense example;
+// the active rows of the first weight matrix plus everything after it
+// (first bias and all later layers, contiguous) for a sparse one.
+template <bool Sparse, class F>
+LL_INLINE void for_each_touched(const UpdateView& u, std::size_t total, F&& f) {
+  if constexpr (Sparse) {
+    const LayerSpan& first = u.layers[0];
+    for (std::size_t j = 0; j < u.x_len; ++j) {
+      f(first.w + static_cast<std::size_t>(u.idx[j]) * first.out, first.out);
+    }
+    f(first.b, total - first.b);
+  } else {
+    f(std::size_t{0}, total);
+  }
+}
+
+}  // namespace
+
+Network::Network(const Config& config) : config_(config) {
+  config_.validate();
+  const auto& sizes = config_.layers;
+  std::size_t offset = 0, act = 0;
+  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
+    LayerSpan layer{static_cast<std::size_t>(sizes[l]), static_cast<std::size_t>(sizes[l + 1]), 0, 0};
+    layer.w = offset;
+    offset += layer.in * layer.out;
+    layer.b = offset;
+    offset += layer.out;
+    layers_.push_back(layer);
+    act_off_.push_back(act);
+    act += layer.out;
+  }
+  params_.assign(offset, 0.0f);
+  acts_.assign(act, 0.0f);
+  deltas_.assign(act, 0.0f);
+  if (config_.optimizer == Optimizer::Adam) {
+    opt_m_.assign(offset, 0.0f);
+    opt_v_.assign(offset, 0.0f);
+  } else if (config_.momentum > 0.0f) {
+    opt_m_.assign(offset, 0.0f);
+  }
+
+  // Glorot/Xavier uniform before tanh, sigmoid and identity; He (Kaiming)
+  // uniform before relu. Biases start at zero.
+  Rng rng(config_.seed);
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpan& layer = layers_[l];
+    const bool last = l + 1 == layers_.size();
+    const Activation act_after = last ? config_.output_activation : config_.hidden_activation;
+    const double fan_in = static_cast<double>(layer.in), fan_out = static_cast<double>(layer.out);
+    const double bound = act_after == Activation::Relu ? std::sqrt(6.0 / fan_in)
+                                                       : std::sqrt(6.0 / (fan_in + fan_out));
+    float* W = params_.data() + layer.w;
+    for (std::size_t i = 0; i < layer.in * layer.out; ++i) {
+      W[i] = static_cast<float>(bound * rng.symmetric());
+    }
+  }
+}
+
+template <bool Sparse>
+LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std::size_t nnz,
+                                   const float* y, float* prediction) {
+  const std::size_t L = layers_.size();
+  const std::size_t k = n_outputs();
+  const LayerSpan& first = layers_.front();
+  const std::size_t x_len = Sparse ? nnz : first.in;
+
+  if (any_not_finite(x, x_len) | any_not_finite(y, k)) {
+    ++rejected_steps_;
+    if (prediction) std::fill(prediction, prediction + k, kNaN);
+    return {kNaN, StepStatus::NonFiniteInput};
+  }
+
+  // Forward pass; every layer's activation is kept for the backward pass.
+  float* P = params_.data();
+  float* A = acts_.data();
+  for (std::size_t l = 0; l < L; ++l) {
+    const LayerSpan& layer = layers_[l];
+    float* z = A + act_off_[l];
+    if (l == 0) {
+      if constexpr (Sparse) {
+        sparse_affine(idx, x, nnz, P + layer.w, P + layer.b, layer.out, z);
+      } else {
+        dense_affine(x, layer.in, P + layer.w, P + layer.b, layer.out, z);
+      }
+    } else {
+      dense_affine(A + act_off_[l - 1], layer.in, P + layer.w, P + layer.b, layer.out, z);
+    }
+    if (l + 1 < L) activate(config_.hidden_activation, z, layer.out);
+  }
+
+  // Loss (mean over outputs) and dLoss/dlogit of the output layer.
+  const float* logit = A + act_off_[L - 1];
+  float* d_out = deltas_.data() + act_off_[L - 1];
+  const float inv_k = 1.0f / static_cast<float>(k);
+  const bool sigmoid_out = config_.output_activation == Activation::Sigmoid;
+  float loss = 0.0f;
+  for (std::size_t o = 0; o < k; ++o) {
+    const float z = logit[o], t = y[o];
+    const float p = sigmoid_out ? exact_sigmoid(z) : z;
+    if (prediction) prediction[o] = p;
+    if (config_.loss == Loss::BCE) {
+      // max(z, 0) - z t + log(1 + exp(-|z|)): stable for any z.
+      loss += std::max(z, 0.0f) - z * t + std::log1p(std::exp(-std::fabs(z)));
+      d_out[o] = (p - t) * inv_k;
+    } else {
+      const float diff = p - t;
+      loss += diff * diff;
+      d_out[o] = 2.0f * diff * inv_k * (sigmoid_out ? p * (1.0f - p) : 1.0f);
+    }
+  }
+  loss *= inv_k;
+  if (not_finite(loss)) {
+    ++rejected_steps_;
+    return {loss, StepStatus::NonFiniteLoss};
+  }
+
+  // Backward pass through the hidden layers, all with the old weights.
+  for (std::size_t l = L - 1; l >= 1; --l) {
+    const LayerSpan& layer = layers_[l];
+    float* d_in = deltas_.data() + act_off_[l - 1];
+    backprop(P + layer.w, layer.in, layer.out, deltas_.data() + act_off_[l], d_in);
+    times_derivative(config_.hidden_activation, A + act_off_[l - 1], d_in, layer.in);
+  }
+
+  // Global gradient-norm clipping. Weight gradients are outer products, so
+  // ||a (x) d||^2 = ||a||^2 ||d||^2 and the norm costs O(units), not O(weights).
+  float scale = 1.0f;
+  if (config_.clip_norm > 0.0f) {
+    double norm2 = 0.0;
+    for (std::size_t l = 0; l < L; ++l) {
+      const LayerSpan& layer = layers_[l];
+      const double d2 = sum_squares(deltas_.data() + act_off_[l], layer.out);
+      const double a2 = l == 0 ? sum_squares(x, x_len) : sum_squares(A + act_off_[l - 1], layer.in);
+      norm2 += a2 * d2 + d2;
+    }
+    const double coef = config_.clip_norm / (std::sqrt(norm2) + 1e-6);
+    if (coef < 1.0) scale = static_cast<float>(coef);
+  }
+
+  Hyper h{};
+  h.lr = config_.learning_rate;
+  h.mu = config_.momentum;
+  if (config_.optimizer == Optimizer::Adam) {
+    const double t = static_cast<double>(steps_ + 1);
+    const double bc1 = 1.0 - std::pow(static_cast<double>(config_.beta1), t);
+    const double bc2 = 1.0 - std::pow(static_cast<double>(config_.beta2), t);
+    h.b1 = config_.beta1;
+    h.b2 = config_.beta2;
+    h.c1 = 1.0f - config_.beta1;
+    h.c2 = 1.0f - config_.beta2;
+    h.lr_t = static_cast<float>(config_.learning_rate * std::sqrt(bc2) / bc1);
+    h.eps_t = static_cast<float>(config_.epsilon * std::sqrt(bc2));
+  }
+
+  // Two passes over the same arithmetic: check that every new value is
+  // finite, then write. A rejected step leaves the model byte-identical.
+  UpdateView u{P,
+               opt_m_.empty() ? nullptr : opt_m_.data(),
+               opt_v_.empty() ? nullptr : opt_v_.data(),
+               deltas_.data(),
+               A,
+               act_off_.data(),
+               layers_.data(),
+               L,
+               x,
+               idx,
+               x_len,
+               scale,
+               config_.weight_decay,
+               h};
+  // Save what the update will touch, update in place, then verify in one
+  // contiguous pass; on a non-finite result restore the saved bytes. Cheaper
+  // than checking before writing, and the model is byte-identical afterwards.
+  float* const bufs[3] = {u.P, u.M, u.V};
+  const std::size_t total = params_.size();
+  std::size_t saved = 0;
+  for_each_touched<Sparse>(u, total, [&](std::size_t, std::size_t len) LL_LAMBDA { saved += len; });
+  std::size_t n_bufs = u.V ? 3 : (u.M ? 2 : 1);
+  if (backup_.size() < saved * n_bufs) backup_.resize(saved * n_bufs);
+  float* out = backup_.data();
+  for (std::size_t b = 0; b < n_bufs; ++b) {
+    for_each_touched<Sparse>(u, total, [&](std::size_t off, std::size_t len) LL_LAMBDA {
+      std::memcpy(out, bufs[b] + off, len * sizeof(float));
+      out += len;
+    });
+  }
+  if (config_.optimizer == Optimizer::Adam) {
+    update_all<UpdateKind::Adam, Sparse>(u);
+  } else if (u.M) {
+    update_all<UpdateKind::Momentum, Sparse>(u);
+  } else {
+    update_all<UpdateKind::Sgd, Sparse>(u);
+  }
+  int bad = 0;
+  for (std::size_t b = 0; b < n_bufs; ++b) {
+    for_each_touched<Sparse>(u, total, [&](std::size_t off, std::size_t len) LL_LAMBDA {
+      bad |= any_not_finite(bufs[b] + off, len);
+    });
+  }
+  const bool ok = !bad;
+  if (!ok) {
+    const float* in = backup_.data();
+    for (std::size_t b = 0; b < n_bufs; ++b) {
+      for_each_touched<Sparse>(u, total, [&](std::size_t off, std::size_t len) LL_LAMBDA {
+        std::memcpy(bufs[b] + off, in, len * sizeof(float));
+        in += len;
+      });
+    }
+  }
+  if (!ok) {
+    ++rejected_steps_;
+    return {loss, StepStatus::NonFiniteUpdate};
+  }
+  ++steps_;
+  return {loss, StepStatus::Trained};
+}
+
+LL_CLONES StepResult Network::train_step(const float* x, const float* y, float* prediction) {
+  return step<false>(x, nullptr, 0, y, prediction);
+}
+
+LL_CLONES StepResult Network::train_step_sparse(const std::int32_t* indices, const float* values,
+                                                std::size_t nnz, const float* y,
+                                                float* prediction) {
+  return step<true>(values, indices, nnz, y, prediction);
+}
+
+namespace {
+
+// Forward pass into ping-pong scratch buffers; `out` gets the final outputs.
+template <bool Sparse, class Layers>
+LL_INLINE void forward_only(const Config& cfg, const Layers& layers, const float* P, const float* x,
+                            const std::int32_t* idx, std::size_t nnz, float* out,
+                            ForwardScratch& s) {
+  std::size_t width = 0;
+  for (const auto& layer : layers) width = std::max(width, layer.out);
+  if (s.a.size() < width) s.a.resize(width);
+  if (s.b.size() < width) s.b.resize(width);
+  const float* in = x;
+  const std::size_t L = layers.size();
+  for (std::size_t l = 0; l < L; ++l) {
+    const auto& layer = layers[l];
+    float* z = (l % 2 == 0) ? s.a.data() : s.b.data();
+    if (l == 0 && Sparse) {
+      sparse_affine(idx, x, nnz, P + layer.w, P + layer.b, layer.out, z);
+    } else {
+      dense_affine(in, layer.in, P + layer.w, P + layer.b, layer.out, z);
+    }
+    if (l + 1 < L) activate(cfg.hidden_activation, z, layer.out);
+    in = z;
+  }
+  const std::size_t k = layers.back().out;
+  for (std::size_t o = 0; o < k; ++o) {
+    out[o] = cfg.output_activation == Activation::Sigmoid ? exact_sigmoid(in[o]) : in[o];
+  }
+}
+
+}  // namespace
+
+LL_CLONES void Network::predict(const float* x, float* out, ForwardScratch& scratch) const {
+  forward_only<false>(config_, layers_, params_.data(), x, nullptr, 0, out, scratch);
+}
+
+LL_CLONES void Network::predict_sparse(const std::int32_t* indices, const float* values,
+                                       std::size_t nnz, float* out,
+                                       ForwardScratch& scratch) const {
+  forward_only<true>(config_, layers_, params_.data(), values, indices, nnz, out, scratch);
+}
+
+void Network::set_counters(std::uint64_t steps, std::uint64_t rejected_steps) {
+  steps_ = steps;
+  rejected_steps_ = rejected_steps;
+}
+
+void Network::set_learning_rate(float lr) {
+  if (!(std::isfinite(lr) && lr > 0.0f)) {
+    throw std::invalid_argument("learning_rate: must be finite and > 0");
+  }
+  config_.learning_rate = lr;
+}
+
+std::vector<TensorInfo> Network::state_layout() const {
+  std::vector<std::string> prefixes{""};
+  if (config_.optimizer == Optimizer::Adam) {
+    prefixes = {"", "optimizer.exp_avg.", "optimizer.exp_avg_sq."};
+  } else if (!opt_m_.empty()) {
+    prefixes = {"", "optimizer.momentum."};
+  }
+  std::vector<TensorInfo> out;
+  for (const auto& prefix : prefixes) {
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const LayerSpan& layer = layers_[l];
+      const std::string base = prefix + "layers." + std::to_string(l) + ".";
+      out.push_back({base + "weight",
+                     {static_cast<std::int64_t>(layer.in), static_cast<std::int64_t>(layer.out)},
+                     layer.in * layer.out});
+      out.push_back({base + "bias", {static_cast<std::int64_t>(layer.out)}, layer.out});
+    }
+  }
+  return out;
+}
+
+// The tensors of state_layout() are consecutive slices of these buffers.
+std::vector<const float*> Network::buffers() const {
+  std::vector<const float*> out{params_.data()};
+  if (!opt_m_.empty()) out.push_back(opt_m_.data());
+  if (!opt_v_.empty()) out.push_back(opt_v_.data());
+  return out;
+}
+
+std::vector<float*> Network::buffers() {
+  std::vector<float*> out{params_.data()};
+  if (!opt_m_.empty()) out.push_back(opt_m_.data());
+  if (!opt_v_.empty()) out.push_back(opt_v_.data());
+  return out;
+}
+
+void Network::export_state(const std::vector<float*>& destinations) const {
+  const auto layout = state_layout();
+  if (destinations.size() != layout.size()) {
+    throw std::invalid_argument("export_state: expected " + std::to_string(layout.size()) +
+                                " destinations");
+  }
+  const auto bufs = buffers();
+  const std::size_t per_buffer = 2 * layers_.size();
+  std::size_t offset = 0;
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    if (t % per_buffer == 0) offset = 0;
+    std::memcpy(destinations[t], bufs[t / per_buffer] + offset, layout[t].size * sizeof(float));
+    offset += layout[t].size;
+  }
+}
+
+void Network::import_state(const std::vector<const float*>& sources) {
+  const auto layout = state_layout();
+  if (sources.size() != layout.size()) {
+    throw std::invalid_argument("state: expected " + std::to_string(layout.size()) + " tensors");
+  }
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    if (any_not_finite(sources[t], layout[t].size)) {
+      throw std::invalid_argument("state: tensor '" + layout[t].name +
+                                  "' holds NaN or infinite values");
+    }
+  }
+  const auto bufs = buffers();
+  const std::size_t per_buffer = 2 * layers_.size();
+  std::size_t offset = 0;
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    if (t % per_buffer == 0) offset = 0;
+    std::memcpy(bufs[t / per_buffer] + offset, sources[t], layout[t].size * sizeof(float));
+    offset += layout[t].size;
+  }
+}
+
+}  // namespace livelearn

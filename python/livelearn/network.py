@@ -1,0 +1,93 @@
+"""``livelearn.Network``: the native multi-layer perceptron, with Python conveniences.
+
+Every computing method is inherited unchanged from the native class (no Python
+frame on the hot path); this module adds configuration export and ``repr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livelearn import _core
+
+StepRejected = _core.StepRejected
+STATUS_NAMES: tuple[str, ...] = tuple(_core.STATUS_NAMES)
+
+
+class Network(_core.Network):
+    """A multi-layer perceptron trained one example at a time, in C++, GIL released.
+
+    ``layers`` lists every layer's size, input first and output last. Hidden
+    layers use ``activation`` (``"tanh"``, ``"relu"``, ``"sigmoid"``,
+    ``"identity"``); the output layer uses ``output`` (``"sigmoid"`` or
+    ``"identity"``). ``loss="bce"`` is binary cross-entropy computed from the
+    logits (numerically stable; needs ``output="sigmoid"``), ``loss="mse"`` the
+    mean squared error. Losses are averaged over the outputs of one example.
+
+    One *step* is exactly one example: forward pass, loss, backward pass, one
+    optimizer update (``"sgd"`` with optional ``momentum``, or ``"adam"``).
+    ``train_batch`` runs ``n`` such steps in order (the same result as ``n``
+    calls of ``train_step``), not one averaged mini-batch step.
+
+    A step whose input, loss, gradient or update is not finite changes
+    nothing except ``rejected_steps``; ``train_step`` then raises
+    :class:`StepRejected`, ``train_batch`` reports ``nan`` for that row.
+
+    Thread-safe: any number of threads may train and predict at once. A
+    training step holds the network's lock for one step, so a concurrent
+    ``predict`` waits for at most one step.
+
+    Example:
+        >>> import numpy as np
+        >>> from livelearn import Network
+        >>> net = Network(layers=[4, 16, 8, 1], seed=0)
+        >>> x = np.array([0.5, 0.1, -0.3, 1.0], dtype=np.float32)
+        >>> loss = net.train_step(x, 1.0)
+        >>> p = net.predict(x)          # shape (1,): probability of y = 1
+        >>> net.steps
+        1
+    """
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network (JSON-serialisable)."""
+        return {
+            "layers": list(self.layers),
+            "activation": self.activation,
+            "output": self.output,
+            "loss": self.loss,
+            "optimizer": self.optimizer,
+            "learning_rate": _tidy(self.learning_rate),
+            "momentum": _tidy(self.momentum),
+            "weight_decay": _tidy(self.weight_decay),
+            "clip_norm": None if self.clip_norm is None else _tidy(self.clip_norm),
+            "seed": self.seed,
+            "beta1": _tidy(self.beta1),
+            "beta2": _tidy(self.beta2),
+            "epsilon": _tidy(self.epsilon),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Network:
+        """Build a fresh (untrained) network from :meth:`get_config` output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        c = self.get_config()
+        extra = ""
+        if c["optimizer"] == "sgd" and c["momentum"]:
+            extra += f", momentum={c['momentum']}"
+        if c["weight_decay"]:
+            extra += f", weight_decay={c['weight_decay']}"
+        if c["clip_norm"] is not None:
+            extra += f", clip_norm={c['clip_norm']}"
+        return (
+            f"Network(layers={c['layers']}, activation={c['activation']!r}, "
+            f"output={c['output']!r}, loss={c['loss']!r}, optimizer={c['optimizer']!r}, "
+            f"learning_rate={c['learning_rate']}{extra}, seed={c['seed']}, "
+            f"steps={self.steps}, rejected_steps={self.rejected_steps})"
+        )
+
+
+def _tidy(value: float) -> float:
+    """Undo float32 storage noise (0.05 is kept as 0.0500000007...)."""
+    return float(f"{value:.7g}")
