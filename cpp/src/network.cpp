@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 #include "livelearn/activations.hpp"
 
@@ -41,17 +42,51 @@ namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
+// Layer widths known at compile time let the compiler keep whole rows in
+// registers and reduce in-register; common widths get their own code and
+// anything else takes the runtime-sized path.
+template <std::size_t N>
+struct Fixed {
+  static constexpr std::size_t get(std::size_t) { return N; }
+};
+struct Dynamic {
+  static std::size_t get(std::size_t n) { return n; }
+};
+
+template <class F>
+LL_INLINE void with_width(std::size_t n, F&& f) {
+  switch (n) {
+    case 1: f(Fixed<1>{}); return;
+    case 8: f(Fixed<8>{}); return;
+    case 16: f(Fixed<16>{}); return;
+    case 32: f(Fixed<32>{}); return;
+    case 64: f(Fixed<64>{}); return;
+    default: f(Dynamic{}); return;
+  }
+}
+
 // True unless v is NaN or +-inf; written as one compare so it vectorises.
 LL_INLINE int not_finite(float v) { return !(std::fabs(v) <= FLT_MAX); }
 
-LL_INLINE int any_not_finite(const float* v, std::size_t n) {
+LL_INLINE int any_not_finite(const float* __restrict v, std::size_t n) {
+  // Fixed-size blocks keep the OR-reduction in registers (a runtime-length
+  // simd reduction spills its lanes to the stack).
+  constexpr std::size_t B = 16;
   int bad = 0;
-  LL_SIMD_OR
-  for (std::size_t i = 0; i < n; ++i) bad |= not_finite(v[i]);
+  std::size_t i = 0;
+  for (; i + B <= n; i += B) {
+    int block = 0;
+    _Pragma("omp simd reduction(|:block)")
+    for (std::size_t j = 0; j < B; ++j) block |= not_finite(v[i + j]);
+    bad |= block;
+  }
+  for (; i < n; ++i) bad |= not_finite(v[i]);
   return bad;
 }
 
-LL_INLINE void activate(Activation act, float* a, std::size_t n) {
+template <class W>
+LL_INLINE void activate(Activation act, float* __restrict a, std::size_t n_rt) {
+  const std::size_t n = W::get(n_rt);
   switch (act) {
     case Activation::Tanh:
       LL_SIMD
@@ -70,7 +105,10 @@ LL_INLINE void activate(Activation act, float* a, std::size_t n) {
 }
 
 // d *= activation'(z), written in terms of the activation's output a.
-LL_INLINE void times_derivative(Activation act, const float* a, float* d, std::size_t n) {
+template <class W>
+LL_INLINE void times_derivative(Activation act, const float* __restrict a, float* __restrict d,
+                                std::size_t n_rt) {
+  const std::size_t n = W::get(n_rt);
   switch (act) {
     case Activation::Tanh:
       LL_SIMD
@@ -89,8 +127,25 @@ LL_INLINE void times_derivative(Activation act, const float* a, float* d, std::s
 }
 
 // z = b + x @ W, W input-major (in x out).
-LL_INLINE void dense_affine(const float* x, std::size_t in, const float* W, const float* b,
-                            std::size_t out, float* z) {
+template <class Wd>
+LL_INLINE void dense_affine(const float* __restrict x, std::size_t in, const float* __restrict W,
+                            const float* __restrict b, std::size_t out_rt, float* __restrict z) {
+  const std::size_t out = Wd::get(out_rt);
+  if constexpr (std::is_same_v<Wd, Fixed<1>>) {
+    // A single output is a dot product: four partial sums break the
+    // dependency chain of a sequential sum.
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    std::size_t i = 0;
+    for (; i + 4 <= in; i += 4) {
+      s0 += x[i] * W[i];
+      s1 += x[i + 1] * W[i + 1];
+      s2 += x[i + 2] * W[i + 2];
+      s3 += x[i + 3] * W[i + 3];
+    }
+    for (; i < in; ++i) s0 += x[i] * W[i];
+    z[0] = b[0] + ((s0 + s1) + (s2 + s3));
+    return;
+  }
   std::memcpy(z, b, out * sizeof(float));
   for (std::size_t i = 0; i < in; ++i) {
     const float xi = x[i];
@@ -100,8 +155,11 @@ LL_INLINE void dense_affine(const float* x, std::size_t in, const float* W, cons
   }
 }
 
-LL_INLINE void sparse_affine(const std::int32_t* idx, const float* val, std::size_t nnz,
-                             const float* W, const float* b, std::size_t out, float* z) {
+template <class Wd>
+LL_INLINE void sparse_affine(const std::int32_t* __restrict idx, const float* __restrict val,
+                             std::size_t nnz, const float* __restrict W, const float* __restrict b,
+                             std::size_t out_rt, float* __restrict z) {
+  const std::size_t out = Wd::get(out_rt);
   std::memcpy(z, b, out * sizeof(float));
   for (std::size_t k = 0; k < nnz; ++k) {
     const float xi = val[k];
@@ -112,8 +170,10 @@ LL_INLINE void sparse_affine(const std::int32_t* idx, const float* val, std::siz
 }
 
 // da[i] = sum_o W[i][o] * d[o]
-LL_INLINE void backprop(const float* W, std::size_t in, std::size_t out, const float* d,
-                        float* da) {
+template <class Wd>
+LL_INLINE void backprop(const float* __restrict W, std::size_t in, std::size_t out_rt,
+                        const float* __restrict d, float* __restrict da) {
+  const std::size_t out = Wd::get(out_rt);
   for (std::size_t i = 0; i < in; ++i) {
     const float* w = W + i * out;
     float s = 0.0f;
@@ -138,9 +198,11 @@ struct Hyper {
 
 // One row of parameters w (with optimizer rows m, v) receives the gradient
 // g = alpha * d + wd * w. Pure element-wise work, so it vectorises.
-template <UpdateKind K>
-LL_INLINE void update_row(float* w, float* m, float* v, const float* d, std::size_t n, float alpha,
-                          float wd, const Hyper& h) {
+template <UpdateKind K, class Wd>
+LL_INLINE void update_row(float* __restrict w, float* __restrict m, float* __restrict v,
+                          const float* __restrict d, std::size_t n_rt, float alpha, float wd,
+                          const Hyper& h) {
+  const std::size_t n = Wd::get(n_rt);
   if constexpr (K == UpdateKind::Sgd) {
     LL_SIMD
     for (std::size_t o = 0; o < n; ++o) w[o] -= h.lr * (alpha * d[o] + wd * w[o]);
@@ -217,18 +279,21 @@ template <UpdateKind K, bool Sparse>
 LL_INLINE void update_all(const UpdateView& u) {
   for (std::size_t l = 0; l < u.n_layers; ++l) {
     const LayerSpan& layer = u.layers[l];
-    const float* d = u.deltas + u.act_off[l];
-    const std::size_t out = layer.out;
-    const float* a = l == 0 ? u.x : u.acts + u.act_off[l - 1];
-    const std::size_t rows = l == 0 ? u.x_len : layer.in;
-    for (std::size_t j = 0; j < rows; ++j) {
-      const std::size_t i = (Sparse && l == 0) ? static_cast<std::size_t>(u.idx[j]) : j;
-      const std::size_t off = layer.w + i * out;
-      update_row<K>(u.P + off, u.M ? u.M + off : nullptr, u.V ? u.V + off : nullptr, d, out,
-                    u.scale * a[j], u.wd, u.h);
-    }
-    update_row<K>(u.P + layer.b, u.M ? u.M + layer.b : nullptr, u.V ? u.V + layer.b : nullptr, d,
-                  out, u.scale, 0.0f, u.h);
+    with_width(layer.out, [&](auto width) LL_LAMBDA {
+      using Wd = decltype(width);
+      const float* d = u.deltas + u.act_off[l];
+      const std::size_t out = layer.out;
+      const float* a = l == 0 ? u.x : u.acts + u.act_off[l - 1];
+      const std::size_t rows = l == 0 ? u.x_len : layer.in;
+      for (std::size_t j = 0; j < rows; ++j) {
+        const std::size_t i = (Sparse && l == 0) ? static_cast<std::size_t>(u.idx[j]) : j;
+        const std::size_t off = layer.w + i * out;
+        update_row<K, Wd>(u.P + off, u.M ? u.M + off : nullptr, u.V ? u.V + off : nullptr, d, out,
+                          u.scale * a[j], u.wd, u.h);
+      }
+      update_row<K, Wd>(u.P + layer.b, u.M ? u.M + layer.b : nullptr,
+                        u.V ? u.V + layer.b : nullptr, d, out, u.scale, 0.0f, u.h);
+    });
   }
 }
 
@@ -311,16 +376,19 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   for (std::size_t l = 0; l < L; ++l) {
     const LayerSpan& layer = layers_[l];
     float* z = A + act_off_[l];
-    if (l == 0) {
-      if constexpr (Sparse) {
-        sparse_affine(idx, x, nnz, P + layer.w, P + layer.b, layer.out, z);
+    with_width(layer.out, [&](auto width) LL_LAMBDA {
+      using Wd = decltype(width);
+      if (l == 0) {
+        if constexpr (Sparse) {
+          sparse_affine<Wd>(idx, x, nnz, P + layer.w, P + layer.b, layer.out, z);
+        } else {
+          dense_affine<Wd>(x, layer.in, P + layer.w, P + layer.b, layer.out, z);
+        }
       } else {
-        dense_affine(x, layer.in, P + layer.w, P + layer.b, layer.out, z);
+        dense_affine<Wd>(A + act_off_[l - 1], layer.in, P + layer.w, P + layer.b, layer.out, z);
       }
-    } else {
-      dense_affine(A + act_off_[l - 1], layer.in, P + layer.w, P + layer.b, layer.out, z);
-    }
-    if (l + 1 < L) activate(config_.hidden_activation, z, layer.out);
+      if (l + 1 < L) activate<Wd>(config_.hidden_activation, z, layer.out);
+    });
   }
 
   // Loss (mean over outputs) and dLoss/dlogit of the output layer.
@@ -331,11 +399,13 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   float loss = 0.0f;
   for (std::size_t o = 0; o < k; ++o) {
     const float z = logit[o], t = y[o];
-    const float p = sigmoid_out ? exact_sigmoid(z) : z;
+    // e = exp(-|z|) serves both the stable sigmoid and the stable BCE.
+    const float e = sigmoid_out ? std::exp(-std::fabs(z)) : 0.0f;
+    const float p = sigmoid_out ? (z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e)) : z;
     if (prediction) prediction[o] = p;
     if (config_.loss == Loss::BCE) {
       // max(z, 0) - z t + log(1 + exp(-|z|)): stable for any z.
-      loss += std::max(z, 0.0f) - z * t + std::log1p(std::exp(-std::fabs(z)));
+      loss += std::max(z, 0.0f) - z * t + std::log1p(e);
       d_out[o] = (p - t) * inv_k;
     } else {
       const float diff = p - t;
@@ -353,8 +423,14 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   for (std::size_t l = L - 1; l >= 1; --l) {
     const LayerSpan& layer = layers_[l];
     float* d_in = deltas_.data() + act_off_[l - 1];
-    backprop(P + layer.w, layer.in, layer.out, deltas_.data() + act_off_[l], d_in);
-    times_derivative(config_.hidden_activation, A + act_off_[l - 1], d_in, layer.in);
+    with_width(layer.out, [&](auto width) LL_LAMBDA {
+      backprop<decltype(width)>(P + layer.w, layer.in, layer.out, deltas_.data() + act_off_[l],
+                                d_in);
+    });
+    with_width(layer.in, [&](auto width) LL_LAMBDA {
+      times_derivative<decltype(width)>(config_.hidden_activation, A + act_off_[l - 1], d_in,
+                                        layer.in);
+    });
   }
 
   // Global gradient-norm clipping. Weight gradients are outer products, so
@@ -476,12 +552,15 @@ LL_INLINE void forward_only(const Config& cfg, const Layers& layers, const float
   for (std::size_t l = 0; l < L; ++l) {
     const auto& layer = layers[l];
     float* z = (l % 2 == 0) ? s.a.data() : s.b.data();
-    if (l == 0 && Sparse) {
-      sparse_affine(idx, x, nnz, P + layer.w, P + layer.b, layer.out, z);
-    } else {
-      dense_affine(in, layer.in, P + layer.w, P + layer.b, layer.out, z);
-    }
-    if (l + 1 < L) activate(cfg.hidden_activation, z, layer.out);
+    with_width(layer.out, [&](auto width) LL_LAMBDA {
+      using Wd = decltype(width);
+      if (l == 0 && Sparse) {
+        sparse_affine<Wd>(idx, x, nnz, P + layer.w, P + layer.b, layer.out, z);
+      } else {
+        dense_affine<Wd>(in, layer.in, P + layer.w, P + layer.b, layer.out, z);
+      }
+      if (l + 1 < L) activate<Wd>(cfg.hidden_activation, z, layer.out);
+    });
     in = z;
   }
   const std::size_t k = layers.back().out;

@@ -1,0 +1,651 @@
+// Network: configuration validation, initialisation, exact gradients (by
+// central finite differences in double), the non-finite guard, sparse steps
+// and state import/export.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "livelearn/config.hpp"
+#include "livelearn/network.hpp"
+
+namespace livelearn {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Runs f, which must throw std::invalid_argument whose message starts with
+// "<parameter>:" (the documented contract: the message names the parameter).
+void expect_invalid(const std::function<void()>& f, const std::string& parameter) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind(parameter + ":", 0), 0u) << "message: " << what;
+    return;
+  }
+  ADD_FAILURE() << "expected std::invalid_argument naming '" << parameter << "'";
+}
+
+Config make_config(std::vector<int> layers, Activation hidden = Activation::Tanh,
+                   Activation output = Activation::Sigmoid, Loss loss = Loss::BCE) {
+  Config c;
+  c.layers = std::move(layers);
+  c.hidden_activation = hidden;
+  c.output_activation = output;
+  c.loss = loss;
+  return c;
+}
+
+// Every tensor of a network, flattened in state_layout() order.
+struct State {
+  std::vector<std::vector<float>> tensors;
+  bool operator==(const State& o) const {
+    if (tensors.size() != o.tensors.size()) return false;
+    for (std::size_t t = 0; t < tensors.size(); ++t) {
+      // Bytes, not values: -0 vs 0 and NaN payloads count as changes.
+      if (tensors[t].size() != o.tensors[t].size() ||
+          std::memcmp(tensors[t].data(), o.tensors[t].data(), tensors[t].size() * 4) != 0) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+State export_state(const Network& net) {
+  State s;
+  std::vector<float*> dest;
+  for (const auto& t : net.state_layout()) s.tensors.emplace_back(t.size);
+  for (auto& t : s.tensors) dest.push_back(t.data());
+  net.export_state(dest);
+  return s;
+}
+
+void import_state(Network& net, const State& s) {
+  std::vector<const float*> src;
+  for (const auto& t : s.tensors) src.push_back(t.data());
+  net.import_state(src);
+}
+
+std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float lo = -1.0f,
+                                 float hi = 1.0f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// ---------------------------------------------------------------- validation
+
+TEST(Config, DefaultIsValid) { EXPECT_NO_THROW(Config{}.validate()); }
+
+TEST(Config, InvalidValuesNameTheParameter) {
+  auto check = [](const std::function<void(Config&)>& edit, const std::string& parameter) {
+    Config c;
+    edit(c);
+    expect_invalid([&] { c.validate(); }, parameter);
+    expect_invalid([&] { Network net(c); }, parameter);  // the constructor validates too
+  };
+  check([](Config& c) { c.layers = {4}; }, "layers");
+  check([](Config& c) { c.layers = {}; }, "layers");
+  check([](Config& c) { c.layers = {4, 0, 1}; }, "layers");
+  check([](Config& c) { c.layers = {4, 8, -1}; }, "layers");
+  check([](Config& c) { c.layers = {4, (1 << 16) + 1, 1}; }, "layers");  // hidden too wide
+  check([](Config& c) { c.layers = {(1 << 30) + 1, 1}; }, "layers");     // input too wide
+  // 2^30 inputs x 16 hidden = 2^34 weights: rejected before allocating.
+  check([](Config& c) { c.layers = {1 << 30, 16, 1}; }, "layers");
+  check([](Config& c) { c.output_activation = Activation::Relu; }, "output");
+  check([](Config& c) { c.output_activation = Activation::Tanh; }, "output");
+  check([](Config& c) { c.output_activation = Activation::Identity; }, "output");  // with BCE
+  for (float lr : {0.0f, -0.1f, kNaN, kInf}) {
+    check([lr](Config& c) { c.learning_rate = lr; }, "learning_rate");
+  }
+  for (float mu : {-0.1f, 1.0f, 1.5f, kNaN}) {
+    check([mu](Config& c) { c.momentum = mu; }, "momentum");
+  }
+  check(
+      [](Config& c) {
+        c.optimizer = Optimizer::Adam;
+        c.momentum = 0.9f;
+      },
+      "momentum");
+  for (float wd : {-1e-4f, kNaN, kInf}) {
+    check([wd](Config& c) { c.weight_decay = wd; }, "weight_decay");
+  }
+  for (float clip : {-1.0f, kNaN, kInf}) {
+    check([clip](Config& c) { c.clip_norm = clip; }, "clip_norm");
+  }
+  for (float b : {-0.1f, 1.0f, kNaN}) {
+    check([b](Config& c) { c.beta1 = b; }, "beta1");
+    check([b](Config& c) { c.beta2 = b; }, "beta2");
+  }
+  for (float eps : {0.0f, -1e-8f, kNaN}) {
+    check([eps](Config& c) { c.epsilon = eps; }, "epsilon");
+  }
+}
+
+TEST(Config, BoundaryValuesAreAccepted) {
+  Config c;
+  c.layers = {1, 1};
+  c.momentum = 0.0f;
+  c.clip_norm = 0.0f;  // 0 disables clipping
+  c.weight_decay = 0.0f;
+  EXPECT_NO_THROW(c.validate());
+  c.momentum = 0.99f;
+  c.beta1 = 0.0f;
+  EXPECT_NO_THROW(c.validate());
+  c = make_config({3, 2}, Activation::Relu, Activation::Identity, Loss::MSE);
+  EXPECT_NO_THROW(c.validate());
+}
+
+TEST(Config, ParseNames) {
+  EXPECT_EQ(parse_activation("tanh", "activation"), Activation::Tanh);
+  EXPECT_EQ(parse_activation("relu", "activation"), Activation::Relu);
+  EXPECT_EQ(parse_activation("sigmoid", "output"), Activation::Sigmoid);
+  EXPECT_EQ(parse_activation("identity", "output"), Activation::Identity);
+  EXPECT_EQ(parse_loss("mse"), Loss::MSE);
+  EXPECT_EQ(parse_optimizer("adam"), Optimizer::Adam);
+  expect_invalid([] { parse_activation("softmax", "activation"); }, "activation");
+  expect_invalid([] { parse_activation("Tanh", "output"); }, "output");
+  expect_invalid([] { parse_loss("hinge"); }, "loss");
+  expect_invalid([] { parse_optimizer("rmsprop"); }, "optimizer");
+  for (Activation a :
+       {Activation::Identity, Activation::Tanh, Activation::Relu, Activation::Sigmoid}) {
+    EXPECT_EQ(parse_activation(to_string(a), "activation"), a);
+  }
+}
+
+// ------------------------------------------------------------ initialisation
+
+TEST(Init, SameSeedSameWeightsOtherSeedOtherWeights) {
+  Config c = make_config({10, 32, 16, 1});
+  c.seed = 42;
+  EXPECT_EQ(export_state(Network(c)), export_state(Network(c)));
+  Config d = c;
+  d.seed = 43;
+  EXPECT_FALSE(export_state(Network(c)) == export_state(Network(d)));
+}
+
+TEST(Init, LayoutNamesAndShapes) {
+  Config c = make_config({5, 3, 2});
+  c.optimizer = Optimizer::Adam;
+  const auto layout = Network(c).state_layout();
+  const std::vector<std::string> names{
+      "layers.0.weight",
+      "layers.0.bias",
+      "layers.1.weight",
+      "layers.1.bias",
+      "optimizer.exp_avg.layers.0.weight",
+      "optimizer.exp_avg.layers.0.bias",
+      "optimizer.exp_avg.layers.1.weight",
+      "optimizer.exp_avg.layers.1.bias",
+      "optimizer.exp_avg_sq.layers.0.weight",
+      "optimizer.exp_avg_sq.layers.0.bias",
+      "optimizer.exp_avg_sq.layers.1.weight",
+      "optimizer.exp_avg_sq.layers.1.bias",
+  };
+  ASSERT_EQ(layout.size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) EXPECT_EQ(layout[i].name, names[i]);
+  EXPECT_EQ(layout[0].shape, (std::vector<std::int64_t>{5, 3}));  // input-major (in, out)
+  EXPECT_EQ(layout[1].shape, (std::vector<std::int64_t>{3}));
+  EXPECT_EQ(layout[2].shape, (std::vector<std::int64_t>{3, 2}));
+  EXPECT_EQ(Network(c).n_parameters(), 5u * 3 + 3 + 3 * 2 + 2);
+
+  c.optimizer = Optimizer::SGD;
+  EXPECT_EQ(Network(c).state_layout().size(), 4u);  // no buffer without momentum
+  c.momentum = 0.9f;
+  const auto m = Network(c).state_layout();
+  ASSERT_EQ(m.size(), 8u);
+  EXPECT_EQ(m[4].name, "optimizer.momentum.layers.0.weight");
+}
+
+// Xavier uniform (bound sqrt(6 / (in + out))) before tanh/sigmoid/identity,
+// He uniform (sqrt(6 / in)) before relu; biases zero. The maximum must come
+// close to the bound too, or a too-small init would pass.
+TEST(Init, XavierAndHeBounds) {
+  for (Activation hidden : {Activation::Tanh, Activation::Sigmoid, Activation::Identity,
+                            Activation::Relu}) {
+    Config c = make_config({64, 64, 32, 1}, hidden);
+    c.seed = 7;
+    Network net(c);
+    const State s = export_state(net);
+    const auto layout = net.state_layout();
+    for (std::size_t l = 0; l < 3; ++l) {
+      const double in = layout[2 * l].shape[0], out = layout[2 * l].shape[1];
+      const bool he = hidden == Activation::Relu && l < 2;  // the output layer is sigmoid
+      const double bound = he ? std::sqrt(6.0 / in) : std::sqrt(6.0 / (in + out));
+      const auto& W = s.tensors[2 * l];
+      double max_abs = 0, sum = 0;
+      for (float w : W) {
+        max_abs = std::max(max_abs, std::fabs(double{w}));
+        sum += w;
+      }
+      EXPECT_LE(max_abs, bound) << to_string(hidden) << " layer " << l;
+      if (W.size() >= 512) {
+        EXPECT_GE(max_abs, 0.95 * bound) << to_string(hidden) << " layer " << l;
+        // Uniform on [-b, b]: mean 0, standard error b / sqrt(3 n).
+        EXPECT_LT(std::fabs(sum / W.size()), 5 * bound / std::sqrt(3.0 * W.size()));
+      }
+      for (float b : s.tensors[2 * l + 1]) EXPECT_EQ(b, 0.0f);
+    }
+  }
+}
+
+// ------------------------------------------------- gradients (finite diffs)
+
+// Loss of one example computed in double from the network's forward pass
+// (predict), exactly as documented: the mean over outputs of BCE or MSE.
+double loss_of(const Network& net, const std::vector<float>& x, const std::vector<float>& y) {
+  ForwardScratch scratch;
+  std::vector<float> p(net.n_outputs());
+  net.predict(x.data(), p.data(), scratch);
+  double loss = 0;
+  for (std::size_t o = 0; o < p.size(); ++o) {
+    const double q = p[o], t = y[o];
+    loss += net.config().loss == Loss::BCE ? -(t * std::log(q) + (1 - t) * std::log(1 - q))
+                                           : (q - t) * (q - t);
+  }
+  return loss / p.size();
+}
+
+struct GradCase {
+  const char* name;
+  std::vector<int> layers;
+  Activation hidden, output;
+  Loss loss;
+};
+
+class FiniteDifference : public ::testing::TestWithParam<GradCase> {};
+
+// One plain SGD step changes every parameter by -lr * dL/dw. With lr = 1 the
+// change is the gradient itself, compared against central differences of the
+// float forward pass: perturbations of 2^-8 keep the float noise of the loss
+// (~1e-7 / 2^-8 ~ 3e-5) and the O(h^2) truncation both far below tolerance.
+TEST_P(FiniteDifference, SgdStepMovesWeightsByMinusLrTimesGradient) {
+  const GradCase& gc = GetParam();
+  Config c = make_config(gc.layers, gc.hidden, gc.output, gc.loss);
+  c.learning_rate = 1.0f;
+  c.seed = 3;
+  Network net(c);
+  std::mt19937 rng(11);
+  const auto x = random_vector(net.n_inputs(), rng);
+  auto y = random_vector(net.n_outputs(), rng, 0.0f, 1.0f);
+  if (gc.loss == Loss::BCE) {
+    for (auto& t : y) t = t > 0.5f ? 1.0f : 0.0f;
+  }
+
+  const State before = export_state(net);
+  ForwardScratch scratch;
+  std::vector<float> p_before(net.n_outputs()), p_step(net.n_outputs());
+  net.predict(x.data(), p_before.data(), scratch);
+  const StepResult r = net.train_step(x.data(), y.data(), p_step.data());
+  ASSERT_EQ(r.status, StepStatus::Trained);
+  EXPECT_EQ(p_step, p_before);  // the step reports the prediction before the update
+  EXPECT_NEAR(r.loss, loss_of([&] {
+                Network probe(c);
+                import_state(probe, before);
+                return probe;
+              }(),
+                              x, y),
+              1e-5);
+  const State after = export_state(net);
+
+  Network probe(c);
+  double max_grad = 0;
+  int checked = 0;
+  for (std::size_t t = 0; t < before.tensors.size(); ++t) {
+    for (std::size_t i = 0; i < before.tensors[t].size(); ++i) {
+      State s = before;
+      const float w = before.tensors[t][i];
+      const float h = 0x1.0p-8f;
+      s.tensors[t][i] = w + h;
+      const double up = double{s.tensors[t][i]} - w;  // the step float actually took
+      import_state(probe, s);
+      const double l_up = loss_of(probe, x, y);
+      s.tensors[t][i] = w - h;
+      const double down = double{w} - s.tensors[t][i];
+      import_state(probe, s);
+      const double l_down = loss_of(probe, x, y);
+      const double numeric = (l_up - l_down) / (up + down);
+      const double analytic = -(double{after.tensors[t][i]} - w) / c.learning_rate;
+      max_grad = std::max(max_grad, std::fabs(numeric));
+      EXPECT_NEAR(analytic, numeric, 2e-4 + 2e-3 * std::fabs(numeric))
+          << gc.name << " tensor " << net.state_layout()[t].name << "[" << i << "]";
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, static_cast<int>(net.n_parameters()));
+  EXPECT_GT(max_grad, 1e-2);  // the check compared real gradients, not zeros
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Nets, FiniteDifference,
+    ::testing::Values(
+        GradCase{"tanh_bce", {3, 5, 4, 1}, Activation::Tanh, Activation::Sigmoid, Loss::BCE},
+        GradCase{"sigmoid_bce", {3, 4, 1}, Activation::Sigmoid, Activation::Sigmoid, Loss::BCE},
+        GradCase{"relu_mse", {4, 6, 1}, Activation::Relu, Activation::Identity, Loss::MSE},
+        GradCase{
+            "identity_mse_sig", {2, 3, 2}, Activation::Identity, Activation::Sigmoid, Loss::MSE},
+        GradCase{"tanh_multi_bce", {3, 4, 3}, Activation::Tanh, Activation::Sigmoid, Loss::BCE},
+        GradCase{"tanh_multi_mse", {2, 3, 3, 2}, Activation::Tanh, Activation::Identity,
+                 Loss::MSE}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Weight decay joins the gradient of weights only; biases see the plain
+// gradient. Two identical nets, one with decay: the difference of their
+// single-step changes is exactly -lr * wd * w on weights and 0 on biases.
+TEST(Update, WeightDecayAppliesToWeightsNotBiases) {
+  Config c = make_config({3, 4, 1});
+  c.learning_rate = 0.5f;
+  Config d = c;
+  d.weight_decay = 0.1f;
+  Network a(c), b(d);
+  const std::vector<float> x{0.3f, -0.7f, 0.2f}, y{1.0f};
+  const State s0 = export_state(a);
+  a.train_step(x.data(), y.data(), nullptr);
+  b.train_step(x.data(), y.data(), nullptr);
+  const State sa = export_state(a), sb = export_state(b);
+  for (std::size_t t = 0; t < s0.tensors.size(); ++t) {
+    const bool is_bias = t % 2 == 1;
+    for (std::size_t i = 0; i < s0.tensors[t].size(); ++i) {
+      const double expected = is_bias ? 0.0 : -0.5 * 0.1 * s0.tensors[t][i];
+      EXPECT_NEAR(double{sb.tensors[t][i]} - sa.tensors[t][i], expected, 1e-6)
+          << "tensor " << t << "[" << i << "]";
+    }
+  }
+}
+
+// --------------------------------------------------------- non-finite guard
+
+struct GuardCase {
+  const char* name;
+  Optimizer optimizer;
+  float momentum;
+  float weight_decay;
+};
+
+class Guard : public ::testing::TestWithParam<GuardCase> {
+ protected:
+  Network make() const {
+    const GuardCase& g = GetParam();
+    Config c = make_config({4, 6, 3, 1}, Activation::Tanh, Activation::Identity, Loss::MSE);
+    c.optimizer = g.optimizer;
+    c.momentum = g.momentum;
+    c.weight_decay = g.weight_decay;
+    Network net(c);
+    // Warm up so optimizer buffers are non-zero and would show any change.
+    std::mt19937 rng(5);
+    for (int i = 0; i < 20; ++i) {
+      const auto x = random_vector(4, rng);
+      const float y = x[0] * x[1];
+      EXPECT_EQ(net.train_step(x.data(), &y, nullptr).status, StepStatus::Trained);
+    }
+    return net;
+  }
+
+  // Runs a step that must be rejected with `expected`, and checks that it
+  // changed nothing but rejected_steps.
+  static void expect_rejected(Network& net, const std::function<StepResult()>& step,
+                              StepStatus expected) {
+    const State before = export_state(net);
+    const auto steps = net.steps(), rejected = net.rejected_steps();
+    const StepResult r = step();
+    EXPECT_EQ(r.status, expected) << to_string(r.status);
+    EXPECT_EQ(export_state(net), before);
+    EXPECT_EQ(net.steps(), steps);
+    EXPECT_EQ(net.rejected_steps(), rejected + 1);
+  }
+};
+
+TEST_P(Guard, NonFiniteInputChangesNothing) {
+  Network net = make();
+  const float y = 0.5f;
+  for (float bad : {kNaN, kInf, -kInf}) {
+    std::vector<float> x{0.1f, bad, 0.3f, 0.4f};
+    std::vector<float> pred(1, 123.0f);
+    expect_rejected(
+        net, [&] { return net.train_step(x.data(), &y, pred.data()); },
+        StepStatus::NonFiniteInput);
+    EXPECT_TRUE(std::isnan(pred[0]));
+    const std::vector<float> ok{0.1f, 0.2f, 0.3f, 0.4f};
+    expect_rejected(
+        net, [&] { return net.train_step(ok.data(), &bad, nullptr); }, StepStatus::NonFiniteInput);
+    const std::int32_t idx[] = {0, 2};
+    const float val[] = {1.0f, bad};
+    expect_rejected(
+        net, [&] { return net.train_step_sparse(idx, val, 2, &y, nullptr); },
+        StepStatus::NonFiniteInput);
+  }
+}
+
+// Finite input so large that the identity output's squared error overflows.
+TEST_P(Guard, NonFiniteLossChangesNothing) {
+  Network net = make();
+  const std::vector<float> x{1.0f, 1.0f, 1.0f, 1.0f};
+  const float y = 3e38f;  // (p - y)^2 overflows
+  expect_rejected(
+      net, [&] { return net.train_step(x.data(), &y, nullptr); }, StepStatus::NonFiniteLoss);
+}
+
+// Finite loss (1.44e38), but the update is not: lr * g overflows the weights
+// for SGD/momentum, and g^2 (g ~ 2.4e19) overflows Adam's second moment. The
+// update is computed in place, so this checks the complete roll-back of
+// weights and optimizer buffers.
+constexpr float kHugeTarget = 1.2e19f;
+constexpr float kHugeLr = 1e30f;
+
+TEST_P(Guard, NonFiniteUpdateChangesNothing) {
+  Network net = make();
+  net.set_learning_rate(kHugeLr);
+  const std::vector<float> x{0.5f, -0.5f, 0.5f, 0.5f};
+  const float y = kHugeTarget;
+  expect_rejected(
+      net, [&] { return net.train_step(x.data(), &y, nullptr); }, StepStatus::NonFiniteUpdate);
+  // Still trainable afterwards with a sane learning rate.
+  net.set_learning_rate(0.01f);
+  const float sane = 0.5f;
+  EXPECT_EQ(net.train_step(x.data(), &sane, nullptr).status, StepStatus::Trained);
+}
+
+TEST_P(Guard, SparseNonFiniteUpdateChangesNothing) {
+  Config c = make_config({1000, 4, 1}, Activation::Tanh, Activation::Identity, Loss::MSE);
+  const GuardCase& g = GetParam();
+  c.optimizer = g.optimizer;
+  c.momentum = g.momentum;
+  c.weight_decay = g.weight_decay;
+  c.learning_rate = kHugeLr;
+  Network net(c);
+  const std::int32_t idx[] = {3, 500, 999};
+  const float val[] = {0.5f, -0.5f, 0.5f};
+  const float y = kHugeTarget;
+  expect_rejected(
+      net, [&] { return net.train_step_sparse(idx, val, 3, &y, nullptr); },
+      StepStatus::NonFiniteUpdate);
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, Guard,
+                         ::testing::Values(GuardCase{"sgd", Optimizer::SGD, 0.0f, 0.0f},
+                                           GuardCase{"momentum", Optimizer::SGD, 0.9f, 0.0f},
+                                           GuardCase{"adam", Optimizer::Adam, 0.0f, 0.0f},
+                                           GuardCase{"momentum_wd", Optimizer::SGD, 0.5f, 1e-3f},
+                                           GuardCase{"adam_wd", Optimizer::Adam, 0.0f, 1e-3f}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// ------------------------------------------------------------ sparse steps
+
+// With plain SGD a sparse example is the dense example with zeros elsewhere:
+// inactive rows get a zero gradient, and zero terms add nothing to sums.
+TEST(Sparse, PlainSgdEqualsDenseOnScatteredVector) {
+  for (float clip : {0.0f, 0.5f}) {
+    Config c = make_config({200, 8, 4, 1});
+    c.learning_rate = 0.2f;
+    c.clip_norm = clip;
+    c.seed = 9;
+    Network dense(c), sparse(c);
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<int> pick(0, 199);
+    for (int step = 0; step < 200; ++step) {
+      std::vector<std::int32_t> idx;
+      while (idx.size() < 6) {
+        const int i = pick(rng);
+        if (std::find(idx.begin(), idx.end(), i) == idx.end()) idx.push_back(i);
+      }
+      if (step % 2 == 0) std::sort(idx.begin(), idx.end());  // both orders are valid
+      const auto val = random_vector(idx.size(), rng, -2.0f, 2.0f);
+      std::vector<float> x(200, 0.0f);
+      for (std::size_t j = 0; j < idx.size(); ++j) x[idx[j]] = val[j];
+      const float y = step % 3 == 0 ? 1.0f : 0.0f;
+      float pd = 0, ps = 0;
+      const auto rd = dense.train_step(x.data(), &y, &pd);
+      const auto rs = sparse.train_step_sparse(idx.data(), val.data(), idx.size(), &y, &ps);
+      ASSERT_EQ(rs.status, StepStatus::Trained);
+      ASSERT_NEAR(rs.loss, rd.loss, 1e-5f) << "step " << step;
+      ASSERT_NEAR(ps, pd, 1e-6f) << "step " << step;
+    }
+    const State a = export_state(dense), b = export_state(sparse);
+    for (std::size_t t = 0; t < a.tensors.size(); ++t) {
+      for (std::size_t i = 0; i < a.tensors[t].size(); ++i) {
+        ASSERT_NEAR(a.tensors[t][i], b.tensors[t][i], 1e-5f) << "clip " << clip << " t " << t;
+      }
+    }
+    // predict_sparse agrees with predict on the scattered vector.
+    ForwardScratch scratch;
+    const std::int32_t idx[] = {5, 17, 150};
+    const float val[] = {0.5f, -1.0f, 2.0f};
+    std::vector<float> x(200, 0.0f);
+    x[5] = 0.5f;
+    x[17] = -1.0f;
+    x[150] = 2.0f;
+    float p1 = 0, p2 = 0;
+    sparse.predict(x.data(), &p1, scratch);
+    sparse.predict_sparse(idx, val, 3, &p2, scratch);
+    EXPECT_NEAR(p1, p2, 1e-6f);
+  }
+}
+
+// With Adam, momentum or weight decay the sparse update is lazy: rows of the
+// first weight matrix that were never active keep their initial weights and
+// zero optimizer state, although a dense step would decay / move them.
+TEST(Sparse, LazyUpdateLeavesInactiveRowsUntouched) {
+  for (int variant = 0; variant < 3; ++variant) {
+    Config c = make_config({50, 4, 1});
+    if (variant == 0) c.optimizer = Optimizer::Adam;
+    if (variant == 1) c.momentum = 0.9f;
+    if (variant == 2) c.weight_decay = 0.1f;
+    Network net(c);
+    const State s0 = export_state(net);
+    std::mt19937 rng(2);
+    for (int step = 0; step < 30; ++step) {
+      const std::int32_t idx[] = {1, 7 + step % 3, 20};
+      const auto val = random_vector(3, rng);
+      const float y = 1.0f;
+      ASSERT_EQ(net.train_step_sparse(idx, val.data(), 3, &y, nullptr).status,
+                StepStatus::Trained);
+    }
+    const State s1 = export_state(net);
+    const std::size_t out = 4;
+    for (std::size_t row = 0; row < 50; ++row) {
+      const bool active = row == 1 || (row >= 7 && row <= 9) || row == 20;
+      for (std::size_t o = 0; o < out; ++o) {
+        for (std::size_t t = 0; t < s1.tensors.size(); t += 4) {  // layers.0.weight of each buffer
+          const float w0 = s0.tensors[t][row * out + o], w1 = s1.tensors[t][row * out + o];
+          if (active) {
+            EXPECT_NE(w0, w1) << "variant " << variant << " row " << row << " buffer " << t;
+          } else {
+            EXPECT_EQ(w0, w1) << "variant " << variant << " row " << row << " buffer " << t;
+          }
+        }
+      }
+    }
+    // The other layers are dense and were all trained.
+    EXPECT_NE(s0.tensors[1], s1.tensors[1]);
+    EXPECT_NE(s0.tensors[2], s1.tensors[2]);
+  }
+}
+
+// -------------------------------------------------------------- state I/O
+
+TEST(State, ExportImportRoundTrip) {
+  for (Optimizer opt : {Optimizer::SGD, Optimizer::Adam}) {
+    Config c = make_config({6, 5, 2});
+    c.optimizer = opt;
+    c.momentum = opt == Optimizer::SGD ? 0.8f : 0.0f;
+    c.seed = 1;
+    Network a(c);
+    std::mt19937 rng(4);
+    for (int i = 0; i < 25; ++i) {
+      const auto x = random_vector(6, rng);
+      const std::vector<float> y{1.0f, 0.0f};
+      a.train_step(x.data(), y.data(), nullptr);
+    }
+    Config other = c;
+    other.seed = 99;
+    Network b(other);
+    ASSERT_FALSE(export_state(a) == export_state(b));
+    import_state(b, export_state(a));
+    b.set_counters(a.steps(), a.rejected_steps());  // Adam's bias correction reads steps
+    EXPECT_EQ(export_state(a), export_state(b));
+    // Identical continuation: predictions and further training match bit for bit.
+    for (int i = 0; i < 10; ++i) {
+      const auto x = random_vector(6, rng);
+      const std::vector<float> y{0.0f, 1.0f};
+      std::vector<float> pa(2), pb(2);
+      const auto ra = a.train_step(x.data(), y.data(), pa.data());
+      const auto rb = b.train_step(x.data(), y.data(), pb.data());
+      EXPECT_EQ(pa, pb);
+      EXPECT_EQ(ra.loss, rb.loss);
+    }
+    EXPECT_EQ(export_state(a), export_state(b));
+  }
+}
+
+TEST(State, ImportOfNonFiniteValuesThrowsAndChangesNothing) {
+  Config c = make_config({3, 4, 1});
+  c.optimizer = Optimizer::Adam;
+  Network net(c);
+  const float x[] = {0.1f, 0.2f, 0.3f}, y = 1.0f;
+  net.train_step(x, &y, nullptr);
+  const State before = export_state(net);
+  const auto layout = net.state_layout();
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    for (float bad : {kNaN, kInf, -kInf}) {
+      State s = before;
+      for (auto& v : s.tensors[0]) v += 1.0f;  // a valid change earlier in the list
+      s.tensors[t].back() = bad;
+      try {
+        import_state(net, s);
+        ADD_FAILURE() << "no exception for " << layout[t].name;
+      } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find(layout[t].name), std::string::npos) << e.what();
+      }
+      EXPECT_EQ(export_state(net), before) << layout[t].name;
+    }
+  }
+  std::vector<const float*> too_few(layout.size() - 1, before.tensors[0].data());
+  EXPECT_THROW(net.import_state(too_few), std::invalid_argument);
+  EXPECT_EQ(export_state(net), before);
+}
+
+TEST(State, SetLearningRateValidates) {
+  Network net(make_config({2, 1}));
+  net.set_learning_rate(0.25f);
+  EXPECT_EQ(net.learning_rate(), 0.25f);
+  for (float bad : {0.0f, -1.0f, kNaN, kInf}) {
+    expect_invalid([&] { net.set_learning_rate(bad); }, "learning_rate");
+  }
+  EXPECT_EQ(net.learning_rate(), 0.25f);
+}
+
+}  // namespace
+}  // namespace livelearn

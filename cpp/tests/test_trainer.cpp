@@ -1,0 +1,312 @@
+// Trainer: the locking facade. Concurrency tests are written to be race-free
+// by design, so a ThreadSanitizer build reports only real races in the core.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "livelearn/trainer.hpp"
+
+namespace livelearn {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+Config small_config(int inputs = 4) {
+  Config c;
+  c.layers = {inputs, 16, 8, 1};
+  c.learning_rate = 0.01f;
+  c.seed = 17;
+  return c;
+}
+
+std::vector<std::vector<float>> export_all(const Trainer& t, Counters* counters = nullptr) {
+  std::vector<std::vector<float>> out;
+  std::vector<float*> dest;
+  for (const auto& info : t.state_layout()) out.emplace_back(info.size);
+  for (auto& v : out) dest.push_back(v.data());
+  const Counters c = t.export_state(dest);
+  if (counters) *counters = c;
+  return out;
+}
+
+// A deterministic example stream per thread: row r of thread `id`.
+struct Stream {
+  std::vector<float> X, Y;
+  Stream(int id, std::size_t n, std::size_t inputs, std::size_t nan_every) {
+    std::mt19937 rng(1000 + id);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    X.resize(n * inputs);
+    Y.resize(n);
+    for (auto& v : X) v = u(rng);
+    for (std::size_t r = 0; r < n; ++r) {
+      Y[r] = X[r * inputs] + X[r * inputs + 1] > 0 ? 1.0f : 0.0f;
+      if (nan_every && r % nan_every == nan_every - 1) X[r * inputs + 2] = kNaN;
+    }
+  }
+};
+
+// 4 training threads (alternating train_step and train_batch chunks, some
+// rows non-finite) against 4 threads that predict and read counters. Every
+// submitted step is accounted for exactly once, and readers only ever see
+// finite probabilities and monotone counters.
+TEST(TrainerStress, ConcurrentTrainingAndPrediction) {
+  constexpr int kTrainers = 4, kReaders = 4;
+  constexpr std::size_t kRows = 3000, kNanEvery = 97;
+  Trainer trainer(small_config());
+  std::vector<Stream> streams;
+  std::size_t expected_rejected = 0;
+  for (int t = 0; t < kTrainers; ++t) {
+    streams.emplace_back(t, kRows, 4, kNanEvery);
+    expected_rejected += kRows / kNanEvery;
+  }
+
+  std::atomic<int> trainers_left{kTrainers};
+  std::atomic<bool> reader_failed{false};
+  std::atomic<std::uint64_t> predictions_made{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kTrainers; ++t) {
+    threads.emplace_back([&, t] {
+      const Stream& s = streams[t];
+      std::size_t r = 0;
+      while (r < kRows) {
+        if ((r / 50) % 2 == 0) {
+          trainer.train_step(&s.X[r * 4], &s.Y[r], nullptr);
+          ++r;
+        } else {
+          const std::size_t n = std::min<std::size_t>(50, kRows - r);
+          std::vector<float> losses(n);
+          std::vector<StepStatus> status(n);
+          trainer.train_batch(n, &s.X[r * 4], &s.Y[r], losses.data(), nullptr, status.data());
+          r += n;
+        }
+      }
+      trainers_left.fetch_sub(1);
+    });
+  }
+  for (int t = 0; t < kReaders; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+      std::vector<float> X(8 * 4), out(8);
+      Counters last{0, 0};
+      // Keep reading until every trainer is done, and at least a while.
+      for (int iter = 0; trainers_left.load() > 0 || iter < 200; ++iter) {
+        for (auto& v : X) v = u(rng);
+        trainer.predict(8, X.data(), out.data());
+        for (float p : out) {
+          if (!(p >= 0.0f && p <= 1.0f)) reader_failed = true;
+        }
+        const Counters c = trainer.counters();
+        if (c.steps < last.steps || c.rejected_steps < last.rejected_steps) reader_failed = true;
+        last = c;
+        predictions_made.fetch_add(8);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+
+  EXPECT_FALSE(reader_failed.load());
+  EXPECT_GT(predictions_made.load(), 0u);
+  const Counters c = trainer.counters();
+  EXPECT_EQ(c.steps + c.rejected_steps, std::uint64_t{kTrainers} * kRows);
+  EXPECT_EQ(c.rejected_steps, expected_rejected);
+  for (const auto& tensor : export_all(trainer)) {
+    for (float v : tensor) ASSERT_TRUE(std::isfinite(v));
+  }
+}
+
+// One trainer thread racing readers (predict, counters, export_state) ends in
+// exactly the state of the same sequence replayed serially: readers never
+// perturb training.
+TEST(TrainerStress, ConcurrentReadersDoNotChangeTraining) {
+  constexpr std::size_t kRows = 4000;
+  const Stream s(7, kRows, 4, 0);
+  Config c = small_config();
+  c.optimizer = Optimizer::Adam;
+  c.learning_rate = 1e-3f;
+
+  Trainer serial(c);
+  std::vector<float> serial_losses(kRows);
+  for (std::size_t r = 0; r < kRows; ++r) {
+    serial_losses[r] = serial.train_step(&s.X[r * 4], &s.Y[r], nullptr).loss;
+  }
+
+  Trainer raced(c);
+  std::vector<float> raced_losses(kRows);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      std::vector<float> x{0.1f * t, 0.2f, -0.3f, 0.4f}, out(1);
+      while (!done.load()) {
+        raced.predict(1, x.data(), out.data());
+        (void)raced.counters();
+        if (t == 0) (void)export_all(raced);
+      }
+    });
+  }
+  for (std::size_t r = 0; r < kRows; r += 100) {
+    raced.train_batch(100, &s.X[r * 4], &s.Y[r], &raced_losses[r], nullptr, nullptr);
+  }
+  done = true;
+  for (auto& th : readers) th.join();
+
+  EXPECT_EQ(std::memcmp(serial_losses.data(), raced_losses.data(), kRows * sizeof(float)), 0);
+  Counters cs{}, cr{};
+  const auto a = export_all(serial, &cs), b = export_all(raced, &cr);
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t t = 0; t < a.size(); ++t) {
+    EXPECT_EQ(std::memcmp(a[t].data(), b[t].data(), a[t].size() * sizeof(float)), 0) << t;
+  }
+  EXPECT_EQ(cs.steps, cr.steps);
+  EXPECT_EQ(cs.steps, kRows);
+}
+
+// train_batch is n train_step calls, bit for bit, including its outputs.
+TEST(Trainer, BatchEqualsSequentialSteps) {
+  const Stream s(3, 300, 4, 41);
+  Trainer a(small_config()), b(small_config());
+  std::vector<float> la(300), pa(300), lb(300), pb(300);
+  std::vector<StepStatus> sa(300), sb(300);
+  for (std::size_t r = 0; r < 300; ++r) {
+    const StepResult res = a.train_step(&s.X[r * 4], &s.Y[r], &pa[r]);
+    la[r] = res.loss;
+    sa[r] = res.status;
+  }
+  b.train_batch(300, s.X.data(), s.Y.data(), lb.data(), pb.data(), sb.data());
+  EXPECT_EQ(std::memcmp(la.data(), lb.data(), sizeof(float) * 300), 0);
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), sizeof(float) * 300), 0);
+  EXPECT_EQ(sa, sb);
+  EXPECT_EQ(sa[40], StepStatus::NonFiniteInput);
+  EXPECT_EQ(b.counters().rejected_steps, 300u / 41);
+  const auto ea = export_all(a), eb = export_all(b);
+  for (std::size_t t = 0; t < ea.size(); ++t) EXPECT_EQ(ea[t], eb[t]);
+}
+
+TEST(Trainer, PredictRejectsNonFiniteRows) {
+  Trainer t(small_config());
+  std::vector<float> X{0.1f, 0.2f, 0.3f, 0.4f, 0.1f, kNaN, 0.3f, 0.4f}, out(2);
+  try {
+    t.predict(2, X.data(), out.data());
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
+  }
+}
+
+// -------------------------------------------------------- CSR validation
+
+void expect_invalid(const std::function<void()>& f, const std::string& parameter) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(parameter + ":", 0), 0u) << e.what();
+    return;
+  }
+  ADD_FAILURE() << "expected std::invalid_argument naming '" << parameter << "'";
+}
+
+TEST(Csr, ValidationErrorsNameTheArray) {
+  Trainer t(small_config(10));
+  const std::vector<float> values{1, 1, 1, 1, 1, 1};
+  auto csr = [&](const std::vector<std::int64_t>& indptr, const std::vector<std::int32_t>& idx) {
+    return CsrView{indptr.size() - 1, indptr.data(), idx.data(), values.data()};
+  };
+  // Valid: an empty row, unsorted unique indices, the last input.
+  const std::vector<std::int64_t> ok_ptr{0, 0, 3, 4};
+  const std::vector<std::int32_t> ok_idx{5, 0, 3, 9};
+  EXPECT_NO_THROW(t.validate_csr(csr(ok_ptr, ok_idx)));
+
+  const std::vector<std::int64_t> not_zero{1, 2}, decreasing{0, 3, 2, 4};
+  const std::vector<std::int32_t> idx4{0, 1, 2, 3};
+  expect_invalid([&] { t.validate_csr(csr(not_zero, idx4)); }, "indptr");
+  expect_invalid([&] { t.validate_csr(csr(decreasing, idx4)); }, "indptr");
+
+  const std::vector<std::int64_t> ptr{0, 2, 4};
+  for (const std::vector<std::int32_t>& bad :
+       {std::vector<std::int32_t>{0, 1, 2, 10}, std::vector<std::int32_t>{0, -1, 2, 3},
+        std::vector<std::int32_t>{0, 1, 4, 4}}) {
+    expect_invalid([&] { t.validate_csr(csr(ptr, bad)); }, "indices");
+  }
+  // Unsorted duplicates are found too; the same index in two rows is fine.
+  const std::vector<std::int32_t> dup_unsorted{0, 1, 8, 3, 8}, across_rows{1, 2, 1, 2};
+  const std::vector<std::int64_t> ptr3{0, 2, 5};
+  expect_invalid([&] { t.validate_csr(csr(ptr3, dup_unsorted)); }, "indices");
+  EXPECT_NO_THROW(t.validate_csr(csr(ptr, across_rows)));
+
+  const std::int32_t dup[] = {4, 2, 4};
+  expect_invalid([&] { t.validate_sparse_row(dup, 3); }, "indices");
+  const float v3[] = {1, 1, 1}, y = 1.0f;
+  expect_invalid([&] { t.train_step_sparse(dup, v3, 3, &y, nullptr); }, "indices");
+  EXPECT_EQ(t.counters().steps + t.counters().rejected_steps, 0u);
+}
+
+// The whole batch is validated before the first step: a bad last row means
+// no step at all, not a half-trained batch.
+TEST(Csr, BadRowRejectsTheWholeBatchUpFront) {
+  Trainer t(small_config(10));
+  const auto before = export_all(t);
+  const std::vector<std::int64_t> ptr{0, 2, 4, 6};
+  const std::vector<std::int32_t> idx{0, 1, 2, 3, 4, 12};
+  const std::vector<float> val(6, 0.5f), Y{1, 0, 1};
+  const CsrView v{3, ptr.data(), idx.data(), val.data()};
+  std::vector<float> out(3);
+  EXPECT_THROW(t.train_batch_sparse(v, Y.data(), nullptr, nullptr, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(t.predict_sparse(v, out.data()), std::invalid_argument);
+  const Counters c = t.counters();
+  EXPECT_EQ(c.steps + c.rejected_steps, 0u);
+  EXPECT_EQ(export_all(t), before);
+}
+
+TEST(Csr, SparseBatchEqualsSparseSteps) {
+  Trainer a(small_config(10)), b(small_config(10));
+  const std::vector<std::int64_t> ptr{0, 2, 2, 5};
+  const std::vector<std::int32_t> idx{3, 1, 0, 9, 4};
+  const std::vector<float> val{0.5f, -1.0f, 2.0f, 0.25f, -0.5f}, Y{1, 0, 1};
+  std::vector<float> la(3), lb(3);
+  for (std::size_t r = 0; r < 3; ++r) {
+    la[r] = a.train_step_sparse(&idx[ptr[r]], &val[ptr[r]], ptr[r + 1] - ptr[r], &Y[r], nullptr)
+                .loss;
+  }
+  b.train_batch_sparse({3, ptr.data(), idx.data(), val.data()}, Y.data(), lb.data(), nullptr,
+                       nullptr);
+  EXPECT_EQ(la, lb);
+  EXPECT_EQ(export_all(a), export_all(b));
+  std::vector<float> pa(3), pb(3);
+  a.predict_sparse({3, ptr.data(), idx.data(), val.data()}, pa.data());
+  b.predict_sparse({3, ptr.data(), idx.data(), val.data()}, pb.data());
+  EXPECT_EQ(pa, pb);
+}
+
+TEST(Trainer, ImportStateSetsCountersAndValidatesFirst) {
+  Trainer a(small_config()), b(small_config());
+  const Stream s(1, 10, 4, 0);
+  a.train_batch(10, s.X.data(), s.Y.data(), nullptr, nullptr, nullptr);
+  auto state = export_all(a);
+  std::vector<const float*> src;
+  for (const auto& v : state) src.push_back(v.data());
+  b.import_state(src, {123, 4});
+  EXPECT_EQ(b.counters().steps, 123u);
+  EXPECT_EQ(b.counters().rejected_steps, 4u);
+  EXPECT_EQ(export_all(b), state);
+
+  state.back()[0] = kNaN;
+  const auto before = export_all(b);
+  EXPECT_THROW(b.import_state(src, {999, 999}), std::invalid_argument);
+  EXPECT_EQ(b.counters().steps, 123u);  // counters untouched by a failed import
+  EXPECT_EQ(export_all(b), before);
+}
+
+}  // namespace
+}  // namespace livelearn
