@@ -6,6 +6,7 @@ frame on the hot path); this module adds configuration export and ``repr``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from livelearn import _core
@@ -70,6 +71,22 @@ class Network(_core.Network):
     def from_config(cls, config: dict[str, Any]) -> Network:
         """Build a fresh (untrained) network from :meth:`get_config` output."""
         return cls(**config)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the network (weights, optimizer state, counters) to a checkpoint.
+
+        safetensors + JSON metadata, written atomically; see :mod:`livelearn.checkpoint`.
+        """
+        from livelearn.checkpoint import save_network
+
+        save_network(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Network:
+        """Read a network written by :meth:`save`; raises ``CheckpointError`` on any damage."""
+        from livelearn.checkpoint import load_network
+
+        return load_network(path)
 
     def __repr__(self) -> str:
         c = self.get_config()

@@ -206,6 +206,50 @@ class TargetMapper:
             )
         return vec
 
+    def targets_many(
+        self, interactions: Sequence[InteractionData]
+    ) -> tuple[NDArray[np.float32], list[InvalidInteraction | None]]:
+        """Targets of a batch: a ``(n, n_outputs)`` float32 matrix and, per row,
+        the reason it has none (``None`` where the row is valid; such rows hold 0).
+
+        The engine's hot path: one matrix for the batch instead of one small
+        array per interaction.
+
+        Example:
+            >>> from livelearn.interaction import InteractionData
+            >>> Y, errors = TargetMapper({"click": 1.0}).targets_many(
+            ...     [InteractionData("click", 0, "u"), InteractionData("view", 0, "u")])
+            >>> Y.ravel().tolist(), [e is None for e in errors]
+            ([1.0, 0.0], [True, False])
+        """
+        n, k = len(interactions), self._n_outputs
+        errors: list[InvalidInteraction | None] = [None] * n
+        if k == 1:
+            values: list[float] = [0.0] * n
+            mapping = self._mapping
+            for i, it in enumerate(interactions):
+                label = it.label
+                if type(label) is float and -_FLOAT32_MAX <= label <= _FLOAT32_MAX:
+                    values[i] = label
+                    continue
+                if label is None and mapping is not None:
+                    vec = mapping.get(it.action_type)
+                    if vec is not None:
+                        values[i] = float(vec[0])
+                        continue
+                try:
+                    values[i] = float(self.target(it)[0])
+                except InvalidInteraction as exc:
+                    errors[i] = exc
+            return np.array(values, dtype=np.float32).reshape(n, 1), errors
+        out = np.zeros((n, k), dtype=np.float32)
+        for i, it in enumerate(interactions):
+            try:
+                out[i] = self.target(it)
+            except InvalidInteraction as exc:
+                errors[i] = exc
+        return out, errors
+
     def _mapping_config(self) -> dict[str, float | list[float]]:
         assert self._mapping is not None
         return {

@@ -1,0 +1,805 @@
+"""The training engine: one asynchronous training step per user interaction.
+
+``Engine.train_step(interaction)`` returns at once with a Future. A
+background dispatcher takes the queued interactions in batches, turns them
+into features and targets, runs the native training steps for the whole batch
+in one GIL-free call (one step per interaction, in order, the network's lock
+taken per step), then resolves the batch's Futures together and updates the
+counters, the bounded history and the loss log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from livelearn.errors import EngineClosed, EngineNotInitialized, EngineOverloaded
+from livelearn.features import Encoder, FeatureEncoder
+from livelearn.futures import StepFuture, resolve_all
+from livelearn.history import History
+from livelearn.interaction import InteractionData, InvalidInteraction
+from livelearn.network import STATUS_NAMES, Network
+from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
+from livelearn.targets import TargetFn, TargetMapper, TargetValue
+
+__all__ = ["Engine", "OverloadPolicy"]
+
+logger = logging.getLogger("livelearn")
+
+OverloadPolicy = Literal["block", "raise", "drop_oldest"]
+_POLICIES = ("block", "raise", "drop_oldest")
+_RECENT_WEIGHT = 0.01
+_NATIVE_REASONS = tuple(f"rejected by the network: {name}" for name in STATUS_NAMES)
+
+# Engines alive in this process, closed (drained) at interpreter exit so no
+# submitted step is silently lost when a service shuts down.
+_LIVE: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for engine in list(_LIVE):
+        engine.close(wait=True)
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: must be an int, got {type(value).__name__}")
+    v = int(value)
+    if v < low or (high is not None and v > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name}: must be {bound}, got {v}")
+    return v
+
+
+class _Counters:
+    """Counters written by the dispatcher under the engine's bookkeeping lock."""
+
+    __slots__ = (
+        "failed",
+        "last_example_time",
+        "last_loss",
+        "loss_sum",
+        "recent_loss",
+        "rejected",
+        "skipped",
+        "trained",
+    )
+
+    def __init__(self) -> None:
+        self.trained = 0
+        self.skipped = 0
+        self.rejected = 0
+        self.failed = 0
+        self.loss_sum = 0.0
+        self.last_loss: float | None = None
+        self.recent_loss: float | None = None
+        self.last_example_time: float | None = None
+
+
+class Engine:
+    """Learns live from interactions: ``train_step`` returns a Future at once.
+
+    Args:
+        hidden_layers: sizes of the hidden layers; the input size follows the
+            encoder and the output size the targets.
+        activation: hidden activation (``"tanh"``, ``"relu"``, ``"sigmoid"``,
+            ``"identity"``).
+        loss: ``"bce"`` (output is a probability) or ``"mse"`` (a real value).
+        optimizer: ``"sgd"`` or ``"adam"``.
+        learning_rate: step size, > 0.
+        seed: seeds the network's weights.
+        features: the encoder; default :class:`FeatureEncoder` (4 inputs). A
+            sparse encoder such as :class:`HashedFeatureEncoder` feeds the
+            network sparse examples.
+        targets: a mapping from action type to target (``{"click": 1.0,
+            "skip": 0.0}``), a callable, a :class:`TargetMapper`, or None. An
+            interaction's own ``label`` always wins.
+        history_size: how many trained examples :attr:`history` keeps.
+        log_every: log the loss at INFO every this many trained steps (0: never).
+        max_pending: most interactions queued at once; see ``overload``.
+        workers: dispatcher threads. With more than one, steps of different
+            batches may interleave (no global order); 1 keeps submission order.
+        overload: what ``train_step`` does when ``max_pending`` are queued:
+            ``"block"`` waits for room, ``"raise"`` raises
+            :class:`EngineOverloaded`, ``"drop_oldest"`` drops the oldest queued
+            step (its Future resolves as skipped).
+        batch_size: most interactions per native call. Smaller batches give
+            shorter GIL-held stretches (lower caller latency), larger ones more
+            throughput.
+        n_outputs: network outputs (default: the targets' ``n_outputs``, else 1).
+        momentum, weight_decay, clip_norm: optimizer options of :class:`Network`.
+
+    Example:
+        >>> from livelearn import Engine, InteractionData
+        >>> with Engine(targets={"click": 1.0, "skip": 0.0}) as engine:
+        ...     future = engine.train_step(InteractionData("click", 1700000000.0, "u1"))
+        ...     result = future.result()
+        >>> result.status, result.step
+        (<StepStatus.TRAINED: 'trained'>, 1)
+    """
+
+    def __init__(
+        self,
+        hidden_layers: Sequence[int] = (16, 8),
+        activation: str = "tanh",
+        loss: str = "bce",
+        optimizer: str = "sgd",
+        learning_rate: float = 0.05,
+        seed: int = 0,
+        features: Encoder | None = None,
+        targets: Mapping[str, TargetValue] | TargetFn | TargetMapper | None = None,
+        history_size: int = 1000,
+        log_every: int = 10,
+        max_pending: int = 100_000,
+        workers: int = 1,
+        *,
+        overload: OverloadPolicy = "block",
+        batch_size: int = 64,
+        n_outputs: int | None = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
+        if isinstance(hidden_layers, (str, bytes)) or not isinstance(hidden_layers, Sequence):
+            raise ValueError("hidden_layers: must be a sequence of ints such as (16, 8)")
+        hidden = tuple(_check_int("hidden_layers", h, 1) for h in hidden_layers)
+        self._history_size = _check_int("history_size", history_size, 0, 10_000_000)
+        self._log_every = _check_int("log_every", log_every, 0)
+        self._max_pending = _check_int("max_pending", max_pending, 1)
+        self._workers = _check_int("workers", workers, 1, 64)
+        self._batch_size = _check_int("batch_size", batch_size, 1, 1_000_000)
+        if overload not in _POLICIES:
+            raise ValueError(f"overload: must be one of {_POLICIES}, got {overload!r}")
+        self._overload: OverloadPolicy = overload
+        self._encoder: Encoder = FeatureEncoder() if features is None else features
+        for attr in ("n_inputs", "sparse", "encode"):
+            if not hasattr(self._encoder, attr):
+                raise ValueError(f"features: {type(self._encoder).__name__} is not an encoder")
+        if isinstance(targets, TargetMapper):
+            mapper = targets
+        else:
+            mapper = TargetMapper(targets, 1 if n_outputs is None else n_outputs)
+        if n_outputs is not None and n_outputs != mapper.n_outputs:
+            raise ValueError(
+                f"n_outputs: {n_outputs} does not match the targets' n_outputs={mapper.n_outputs}"
+            )
+        self._targets = mapper
+        output = "sigmoid" if loss == "bce" else "identity"
+        # Building the network validates every optimizer argument now, not later.
+        self._network_config: dict[str, Any] = {
+            "layers": [self._encoder.n_inputs, *hidden, mapper.n_outputs],
+            "activation": activation,
+            "output": output,
+            "loss": loss,
+            "optimizer": optimizer,
+            "learning_rate": learning_rate,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "clip_norm": clip_norm,
+            "seed": seed,
+        }
+        self._network = Network(**self._network_config)
+        self._hidden_layers = hidden
+
+        self._queue: deque[tuple[object, StepFuture[StepResult]]] = deque()
+        self._done = threading.Condition()  # shared by every Future of this engine
+        self._room = threading.Condition()  # producers blocked on a full queue wait here
+        self._wake = threading.Event()
+        self._book = threading.Lock()  # counters + history, one batch at a time
+        # Held for a whole batch (native steps + bookkeeping): a snapshot taken
+        # under it sits exactly on a batch boundary, consistent with the counters.
+        self._batch_lock = threading.Lock()
+        self._submitted = itertools.count()  # next() is atomic under the GIL
+        self._resolved = 0
+        self._counters = _Counters()
+        self._history = History(
+            self._history_size, self._encoder.n_inputs, mapper.n_outputs, self._encoder.sparse
+        )
+        self._threads: list[threading.Thread] = []
+        self._initialized = False
+        self._closing = False
+        self._closed = False
+        self._idle = [False] * self._workers
+        self._started_at: float | None = None
+        self._state_lock = threading.Lock()  # initialize/close transitions
+
+    # ------------------------------------------------------------------ lifecycle
+    def initialize(self) -> Engine:
+        """Start the dispatcher; idempotent. Returns the engine for chaining."""
+        with self._state_lock:
+            if self._closed or self._closing:
+                raise EngineClosed("this engine was closed; create a new one")
+            if self._initialized:
+                return self
+            for i in range(self._workers):
+                thread = threading.Thread(
+                    target=self._run, args=(i,), name=f"livelearn-dispatcher-{i}", daemon=True
+                )
+                self._threads.append(thread)
+            self._started_at = time.time()
+            self._initialized = True
+            _LIVE.add(self)
+            for thread in self._threads:
+                thread.start()
+        return self
+
+    @property
+    def is_initialized(self) -> bool:
+        """True between :meth:`initialize` and :meth:`close`."""
+        return self._initialized and not self._closing
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    def close(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting steps, train every queued one, then stop the dispatcher.
+
+        Every Future already returned is resolved. With ``wait=False`` the
+        queue drains in the background. Idempotent.
+        """
+        with self._state_lock:
+            first = not self._closing
+            self._closing = True
+        if first:
+            with self._room:
+                self._room.notify_all()  # blocked producers see EngineClosed
+            self._wake.set()
+        if wait:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for thread in self._threads:
+                if thread is threading.current_thread():
+                    continue
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(remaining)
+            if not self._threads:
+                self._drain_uninitialized()
+            self._closed = all(not t.is_alive() for t in self._threads)
+        _LIVE.discard(self)
+
+    def __enter__(self) -> Engine:
+        return self.initialize()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(wait=True)
+
+    def __del__(self) -> None:
+        # A forgotten engine must not keep its dispatcher (and the interpreter) alive.
+        try:
+            if not self._closing:
+                self.close(wait=False)
+        except Exception:  # noqa: S110 -- never raise from a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "running" if self._initialized else "new"
+        return (
+            f"Engine(layers={self._network_config['layers']}, "
+            f"activation={self._network_config['activation']!r}, "
+            f"loss={self._network_config['loss']!r}, "
+            f"optimizer={self._network_config['optimizer']!r}, "
+            f"features={type(self._encoder).__name__}, state={state}, "
+            f"steps={self._counters.trained})"
+        )
+
+    # ------------------------------------------------------------------ submit
+    def train_step(self, interaction: InteractionData) -> StepFuture[StepResult]:
+        """Queue one training step; returns at once with its Future.
+
+        The Future's result is a :class:`StepResult`. Invalid input makes the
+        Future raise :class:`InvalidInteraction` (the model is untouched).
+        Before :meth:`initialize` the step is skipped (an already finished
+        Future says so). Raises :class:`EngineClosed` after :meth:`close`, and
+        :class:`EngineOverloaded` under the ``"raise"`` policy when full.
+        """
+        if self._closing:
+            raise EngineClosed("train_step after close()")
+        future: StepFuture[StepResult] = StepFuture(self._done)
+        if not self._initialized:
+            self._skip_uninitialized([future])
+            return future
+        queue = self._queue
+        if len(queue) >= self._max_pending:
+            self._make_room(1)
+        next(self._submitted)
+        queue.append((interaction, future))
+        if self._idle[0] or (self._workers > 1 and any(self._idle)):
+            self._wake.set()
+        return future
+
+    def train_many(self, interactions: Iterable[InteractionData]) -> list[StepFuture[StepResult]]:
+        """Queue one step per interaction, in order; returns one Future each.
+
+        One Future per interaction (not one for the batch), so each caller can
+        wait for, and score, its own event. Cheaper per event than calling
+        :meth:`train_step` in a loop.
+        """
+        if self._closing:
+            raise EngineClosed("train_many after close()")
+        items = list(interactions)
+        done = self._done
+        futures: list[StepFuture[StepResult]] = [StepFuture(done) for _ in items]
+        if not self._initialized:
+            self._skip_uninitialized(futures)
+            return futures
+        start = 0
+        while start < len(items):
+            room = self._max_pending - len(self._queue)
+            if room <= 0:
+                self._make_room(min(len(items) - start, self._max_pending))
+                room = max(1, self._max_pending - len(self._queue))
+            end = min(len(items), start + room)
+            for _ in range(end - start):
+                next(self._submitted)
+            self._queue.extend(zip(items[start:end], futures[start:end]))
+            self._wake.set()
+            start = end
+        return futures
+
+    def _make_room(self, needed: int) -> None:
+        """Apply the overload policy until ``needed`` more items fit."""
+        if self._overload == "raise":
+            raise EngineOverloaded(
+                f"{len(self._queue)} steps pending (max_pending={self._max_pending})"
+            )
+        if self._overload == "drop_oldest":
+            dropped: list[StepFuture[StepResult]] = []
+            while len(self._queue) + needed > self._max_pending:
+                try:
+                    _, future = self._queue.popleft()
+                except IndexError:
+                    break
+                dropped.append(future)
+            if dropped:
+                reason = "dropped: the queue was full (overload='drop_oldest')"
+                logger.warning("%d queued steps skipped: %s", len(dropped), reason)
+                with self._book:
+                    self._counters.skipped += len(dropped)
+                    self._resolved += len(dropped)
+                result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
+                resolve_all(self._done, dropped, [result] * len(dropped))
+            return
+        self._wake.set()
+        with self._room:
+            while len(self._queue) + needed > self._max_pending:
+                if self._closing:
+                    raise EngineClosed("engine closed while waiting for queue room")
+                self._room.wait(0.1)
+
+    def _skip_uninitialized(self, futures: list[StepFuture[StepResult]]) -> None:
+        reason = "skipped: the engine is not initialised (call initialize())"
+        logger.warning("%d step(s) %s", len(futures), reason)
+        for _ in futures:
+            next(self._submitted)
+        with self._book:
+            self._counters.skipped += len(futures)
+            self._resolved += len(futures)
+        result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
+        resolve_all(self._done, futures, [result] * len(futures))
+
+    def _drain_uninitialized(self) -> None:
+        """close() on an engine that never started: nothing can be queued."""
+
+    # ------------------------------------------------------------------ dispatcher
+    def _run(self, worker: int) -> None:
+        queue = self._queue
+        batch_size = self._batch_size
+        while True:
+            if not queue:
+                if self._closing:
+                    return
+                self._idle[worker] = True
+                if not queue:  # re-check: a producer may have appended meanwhile
+                    self._wake.wait(0.05)
+                self._idle[worker] = False
+                self._wake.clear()
+                continue
+            batch: list[tuple[object, StepFuture[StepResult]]] = []
+            try:
+                for _ in range(min(len(queue), batch_size)):
+                    batch.append(queue.popleft())
+            except IndexError:  # another worker or drop_oldest took the rest
+                pass
+            if batch:
+                try:
+                    with self._batch_lock:
+                        self._process(batch)
+                except BaseException as exc:  # never leave a Future unresolved
+                    self._fail(batch, exc)
+                if self._overload == "block":
+                    with self._room:
+                        self._room.notify_all()
+
+    def _fail(self, batch: list[tuple[object, StepFuture[StepResult]]], exc: BaseException) -> None:
+        logger.error("%d step(s) failed: %s: %s", len(batch), type(exc).__name__, exc)
+        pending = [f for _, f in batch if not f.done()]
+        with self._book:
+            self._counters.failed += len(pending)
+            self._resolved += len(pending)
+        resolve_all(self._done, pending, [exc] * len(pending))
+
+    def _encode(
+        self, items: list[object]
+    ) -> tuple[NDArray[np.float32] | tuple[Any, Any, Any], list[BaseException | None]]:
+        """Features of a batch and, per item, the error that made it invalid."""
+        encoder = self._encoder
+        n = len(items)
+        errors: list[BaseException | None] = [None] * n
+        for i, it in enumerate(items):
+            if type(it) is not InteractionData and not isinstance(it, InteractionData):
+                errors[i] = InvalidInteraction(
+                    "interaction", f"expected InteractionData, got {type(it).__name__}"
+                )
+        valid: list[InteractionData] = [it for it, e in zip(items, errors) if e is None]  # type: ignore[misc]
+        try:
+            return self._encode_valid(valid), errors
+        except Exception:
+            pass
+        # Some interaction broke the encoder: find which, one by one.
+        for i, it in enumerate(items):
+            if errors[i] is None:
+                try:
+                    self._encode_valid([it])  # type: ignore[list-item]
+                except InvalidInteraction as exc:
+                    errors[i] = exc
+                except Exception as exc:
+                    errors[i] = InvalidInteraction(
+                        "features", f"the encoder failed: {type(exc).__name__}: {exc}"
+                    )
+        valid = [it for it, e in zip(items, errors) if e is None]  # type: ignore[misc]
+        return self._encode_valid(valid), errors
+
+    def _encode_valid(
+        self, items: list[InteractionData]
+    ) -> NDArray[np.float32] | tuple[Any, Any, Any]:
+        if self._encoder.sparse:
+            return self._encoder.encode_sparse_many(items)
+        return self._encoder.encode_many(items)
+
+    def _process(self, batch: list[tuple[object, StepFuture[StepResult]]]) -> None:
+        items = [it for it, _ in batch]
+        futures = [f for _, f in batch]
+        n = len(items)
+        features, errors = self._encode(items)
+        results: list[object] = [None] * n
+        encoded = [i for i in range(n) if errors[i] is None]
+        # Targets of the encodable interactions; rows without one are dropped.
+        Y_all, target_errors = self._targets.targets_many([items[i] for i in encoded])  # type: ignore[misc]
+        keep = [j for j, e in enumerate(target_errors) if e is None]
+        for j, e in enumerate(target_errors):
+            if e is not None:
+                errors[encoded[j]] = e
+        rows = [encoded[j] for j in keep]  # batch positions that will train
+        sparse = self._encoder.sparse
+        if len(keep) != len(encoded):
+            Y = Y_all[keep]
+            features = _select_rows(features, keep, sparse)
+        else:
+            Y = Y_all
+        network = self._network
+        if sparse:
+            indptr, indices, values = features  # type: ignore[misc]
+            losses, preds, status = network.train_batch_sparse_detailed(indptr, indices, values, Y)
+        else:
+            losses, preds, status = network.train_batch_detailed(features, Y)
+
+        trained = status == 0
+        n_trained = int(np.count_nonzero(trained))
+        k = Y.shape[1]
+        loss_list = losses.tolist()
+        pred_list: list[Any] = preds[:, 0].tolist() if k == 1 else list(preds)
+        status_list = status.tolist()
+        timestamps = np.array([items[i].timestamp for i in rows], dtype=np.float64)  # type: ignore[attr-defined]
+
+        with self._book:
+            c = self._counters
+            first_step = network.steps - n_trained + 1  # this batch's steps, in order
+            steps = np.zeros(len(rows), dtype=np.int64)
+            steps[trained] = np.arange(first_step, first_step + n_trained)
+            step_list = steps.tolist()
+            make = tuple.__new__
+            for j, i in enumerate(rows):
+                code = status_list[j]
+                if code == 0:
+                    results[i] = make(
+                        StepResult, (step_list[j], loss_list[j], pred_list[j], StepStatus.TRAINED, None)
+                    )
+                else:
+                    loss_j = loss_list[j]
+                    results[i] = make(
+                        StepResult,
+                        (None, loss_j if math.isfinite(loss_j) else None, None,
+                         StepStatus.REJECTED, _NATIVE_REASONS[code]),
+                    )
+            n_rejected_native = len(rows) - n_trained
+            n_invalid = n - len(rows)
+            for i in range(n):
+                if errors[i] is not None:
+                    results[i] = errors[i]
+            if n_trained:
+                trained_losses = losses[trained]
+                loss_sum = float(trained_losses.sum(dtype=np.float64))
+                c.loss_sum += loss_sum
+                c.last_loss = float(trained_losses[-1])
+                recent = c.recent_loss
+                for value in trained_losses.tolist() if n_trained <= 64 else trained_losses[-64:].tolist():
+                    recent = value if recent is None else recent + _RECENT_WEIGHT * (value - recent)
+                c.recent_loss = recent
+                c.last_example_time = float(timestamps[trained][-1])
+                before = c.trained
+                c.trained += n_trained
+                self._history.append_batch(
+                    steps[trained],
+                    None if sparse else features[trained],  # type: ignore[index]
+                    _sparse_rows(features, trained) if sparse else None,
+                    Y[trained],
+                    preds[trained],
+                    trained_losses,
+                    timestamps[trained],
+                )
+                self._log_losses(before, c, trained_losses)
+            c.rejected += n_rejected_native + n_invalid
+            self._resolved += n
+        resolve_all(self._done, futures, results)
+        if n_invalid or n_rejected_native:
+            self._log_rejections(items, results)
+
+    def _log_losses(self, before: int, c: _Counters, losses: NDArray[np.float32]) -> None:
+        every = self._log_every
+        if not every or not logger.isEnabledFor(logging.INFO):
+            return
+        after = c.trained
+        first = (before // every + 1) * every
+        for step in range(first, after + 1, every):
+            logger.info(
+                "step %d loss %.6f mean_loss %.6f",
+                step,
+                float(losses[step - before - 1]),
+                c.loss_sum / c.trained,
+            )
+
+    def _log_rejections(self, items: list[object], results: list[object]) -> None:
+        if not logger.isEnabledFor(logging.WARNING):
+            return
+        for item, result in zip(items, results):
+            if isinstance(result, BaseException):
+                logger.warning("step rejected: %s (%r)", result, _short(item))
+            elif isinstance(result, StepResult) and result.status is StepStatus.REJECTED:
+                logger.warning("step rejected: %s (%r)", result.reason, _short(item))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a checkpoint (safetensors + JSON metadata, atomic and durable).
+
+        Training may continue meanwhile: the snapshot is taken at a batch
+        boundary and holds the dispatcher only for the copy.
+        See :mod:`livelearn.checkpoint` for the format.
+        """
+        from livelearn.checkpoint import save_engine
+
+        save_engine(self, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        targets: TargetFn | None = None,
+        initialize: bool = True,
+    ) -> Engine:
+        """Rebuild an engine from :meth:`save` output, exactly where it stopped.
+
+        ``targets`` supplies the function when the saved engine used a callable
+        target (functions are not stored). Raises
+        :class:`~livelearn.checkpoint.CheckpointError` for any damaged or
+        foreign file; nothing half-loaded is ever returned.
+        """
+        from livelearn.checkpoint import load_engine
+
+        return load_engine(path, targets=targets, initialize=initialize)
+
+    def export_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """A consistent snapshot: tensors (network state, history) and metadata
+        (configuration and counters). Used by checkpoints and replicas."""
+        with self._batch_lock, self._book:
+            tensors: dict[str, NDArray[Any]] = {
+                f"network.{k}": v for k, v in self._network.get_state().items()
+            }
+            tensors.update({f"history.{k}": v for k, v in self._history.arrays().items()})
+            c = self._counters
+            meta: dict[str, Any] = {
+                "engine": self.config,
+                "network": self._network.get_config(),
+                "features": self._encoder.get_config(),
+                "targets": self._targets.get_config(),
+                "counters": {
+                    "trained": c.trained,
+                    "skipped": c.skipped,
+                    "rejected": c.rejected,
+                    "failed": c.failed,
+                    "interactions": c.trained + c.skipped + c.rejected + c.failed,
+                    "loss_sum": c.loss_sum,
+                    "last_loss": c.last_loss,
+                    "recent_loss": c.recent_loss,
+                    "last_example_time": c.last_example_time,
+                },
+            }
+        return tensors, meta
+
+    def import_state(self, tensors: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> None:
+        """Load :meth:`export_state` output into this (same-shaped) engine.
+
+        Validates everything before changing anything; raises ``ValueError``.
+        Queued steps still pending are trained afterwards, on the loaded model.
+        """
+        net_state = {k[8:]: v for k, v in tensors.items() if k.startswith("network.")}
+        hist = {k[8:]: v for k, v in tensors.items() if k.startswith("history.")}
+        counters = meta["counters"]
+        names = ("trained", "skipped", "rejected", "failed")
+        for name in names:
+            _check_int(f"counters.{name}", counters[name], 0)
+        n_hist = len(hist.get("steps", ()))
+        if n_hist > self._history_size:
+            raise ValueError(
+                f"history: {n_hist} examples saved but history_size is {self._history_size}"
+            )
+        with self._batch_lock, self._book:
+            probe = History(
+                self._history_size, self._encoder.n_inputs, self._targets.n_outputs,
+                self._encoder.sparse,
+            )
+            probe.restore(hist)  # validates shapes before the network is touched
+            self._network.set_state(net_state)
+            self._history = probe
+            c = self._counters
+            c.trained, c.skipped, c.rejected, c.failed = (int(counters[n]) for n in names)
+            c.loss_sum = float(counters["loss_sum"])
+            c.last_loss = counters["last_loss"]
+            c.recent_loss = counters["recent_loss"]
+            c.last_example_time = counters["last_example_time"]
+            done = c.trained + c.skipped + c.rejected + c.failed
+            pending = self._peek_submitted() - self._resolved
+            self._submitted = itertools.count(done + pending)
+            self._resolved = done
+
+    # ------------------------------------------------------------------ read side
+    def predict(self, interaction: InteractionData) -> float | NDArray[np.float32]:
+        """The model's current output for ``interaction``: a float for one
+        output (a probability with ``loss="bce"``), else an array.
+
+        Runs in the caller's thread, concurrently with training: it waits for
+        at most one native training step. Raises :class:`InvalidInteraction`
+        for bad input and :class:`EngineNotInitialized` before
+        :meth:`initialize`.
+        """
+        out = self.predict_many([interaction])
+        return float(out[0, 0]) if out.shape[1] == 1 else out[0]
+
+    def predict_many(self, interactions: Sequence[InteractionData]) -> NDArray[np.float32]:
+        """Outputs for a batch, shape ``(n, n_outputs)``."""
+        if not self._initialized:
+            raise EngineNotInitialized("predict() before initialize()")
+        items = list(interactions)
+        for it in items:
+            if not isinstance(it, InteractionData):
+                raise InvalidInteraction(
+                    "interaction", f"expected InteractionData, got {type(it).__name__}"
+                )
+        if self._encoder.sparse:
+            indptr, indices, values = self._encoder.encode_sparse_many(items)
+            return self._network.predict_sparse(indptr, indices, values)  # type: ignore[no-any-return]
+        X = self._encoder.encode_many(items)
+        return self._network.predict(X)  # type: ignore[no-any-return]
+
+    def stats(self) -> EngineStats:
+        """A consistent snapshot of the counters (taken between two batches)."""
+        with self._book:
+            c = self._counters
+            submitted = self._peek_submitted()
+            return EngineStats(
+                steps=c.trained,
+                interactions=submitted,
+                skipped=c.skipped,
+                rejected=c.rejected,
+                failed=c.failed,
+                pending=submitted - self._resolved,
+                last_loss=c.last_loss,
+                mean_loss=c.loss_sum / c.trained if c.trained else None,
+                recent_loss=c.recent_loss,
+                last_example_time=c.last_example_time,
+                started_at=self._started_at,
+            )
+
+    def _peek_submitted(self) -> int:
+        # itertools.count has no getter; its repr holds the next value.
+        return int(repr(self._submitted)[6:-1])
+
+    @property
+    def history(self) -> list[TrainingExample]:
+        """The newest ``history_size`` trained examples, oldest first (a copy)."""
+        with self._book:
+            return self._history.examples()
+
+    @property
+    def network(self) -> Network:
+        """The engine's :class:`Network` (thread-safe; shared with the dispatcher)."""
+        return self._network
+
+    @property
+    def features(self) -> Encoder:
+        """The engine's encoder: ``engine.features.encode(x)`` is what the network sees."""
+        return self._encoder
+
+    @property
+    def targets(self) -> TargetMapper:
+        """The engine's target generator."""
+        return self._targets
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The engine's settings (JSON-serialisable except a callable target)."""
+        return {
+            "hidden_layers": list(self._hidden_layers),
+            "activation": self._network_config["activation"],
+            "loss": self._network_config["loss"],
+            "optimizer": self._network_config["optimizer"],
+            "learning_rate": self._network.get_config()["learning_rate"],
+            "seed": self._network_config["seed"],
+            "history_size": self._history_size,
+            "log_every": self._log_every,
+            "max_pending": self._max_pending,
+            "workers": self._workers,
+            "overload": self._overload,
+            "batch_size": self._batch_size,
+            "momentum": self._network_config["momentum"],
+            "weight_decay": self._network_config["weight_decay"],
+            "clip_norm": self._network_config["clip_norm"],
+            "n_outputs": self._targets.n_outputs,
+        }
+
+
+def _select_rows(
+    features: NDArray[np.float32] | tuple[Any, Any, Any], keep: list[int], sparse: bool
+) -> NDArray[np.float32] | tuple[Any, Any, Any]:
+    if not sparse:
+        return features[keep]  # type: ignore[index]
+    indptr, indices, values = features  # type: ignore[misc]
+    parts_i = [indices[indptr[r] : indptr[r + 1]] for r in keep]
+    parts_v = [values[indptr[r] : indptr[r + 1]] for r in keep]
+    lengths = np.array([len(p) for p in parts_i], dtype=np.int64)
+    new_indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    if parts_i:
+        return new_indptr, np.concatenate(parts_i), np.concatenate(parts_v)
+    return new_indptr, np.zeros(0, np.int32), np.zeros(0, np.float32)
+
+
+def _sparse_rows(
+    features: Any, mask: NDArray[np.bool_]
+) -> list[tuple[NDArray[np.int32], NDArray[np.float32]]]:
+    indptr, indices, values = features
+    return [
+        (indices[indptr[r] : indptr[r + 1]].copy(), values[indptr[r] : indptr[r + 1]].copy())
+        for r in np.flatnonzero(mask).tolist()
+    ]
+
+
+def _short(item: object) -> str:
+    text = repr(item)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+Callback = Callable[[StepFuture[StepResult]], None]

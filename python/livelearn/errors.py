@@ -1,0 +1,26 @@
+"""Every error livelearn raises on purpose, importable from one place."""
+
+from __future__ import annotations
+
+from livelearn._core import StepRejected
+from livelearn.interaction import InvalidInteraction
+
+__all__ = [
+    "EngineClosed",
+    "EngineNotInitialized",
+    "EngineOverloaded",
+    "InvalidInteraction",
+    "StepRejected",
+]
+
+
+class EngineClosed(RuntimeError):  # noqa: N818 -- public name fixed by the API
+    """The engine was closed: it accepts no more steps."""
+
+
+class EngineOverloaded(RuntimeError):  # noqa: N818 -- public name fixed by the API
+    """``max_pending`` steps are already queued and the overload policy is ``"raise"``."""
+
+
+class EngineNotInitialized(RuntimeError):  # noqa: N818 -- mirrors the other engine errors
+    """The engine needs :meth:`Engine.initialize` (or ``with Engine(...)``) first."""

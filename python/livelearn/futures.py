@@ -1,0 +1,88 @@
+"""A leaner ``concurrent.futures.Future`` for one training step each.
+
+A stock ``Future()`` builds its own ``threading.Condition`` (about 2 µs, more
+than the training step) and ``set_result`` takes that lock once per Future.
+:class:`StepFuture` is a real ``Future`` subclass (``wait``, ``as_completed``,
+``add_done_callback`` and ``asyncio.wrap_future`` work unchanged) whose
+Futures share their engine's condition, so a whole batch is resolved under
+one lock acquisition and one ``notify_all``. Waiting methods loop until their
+own Future is done, since a shared condition also wakes them for others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, TimeoutError
+from concurrent.futures._base import FINISHED, RUNNING  # type: ignore[attr-defined]
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["StepFuture", "resolve_all"]
+
+
+class StepFuture(Future[T], Generic[T]):
+    """A Future that is already running (a submitted step cannot be cancelled)."""
+
+    def __init__(self, condition: threading.Condition) -> None:  # noqa: D107
+        # Deliberately not calling Future.__init__: it would build a Condition.
+        self._condition = condition
+        self._state = RUNNING
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+
+    def _wait_done(self, timeout: float | None) -> None:
+        if self._state == FINISHED:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while self._state != FINISHED:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError()
+                self._condition.wait(remaining)
+
+    def result(self, timeout: float | None = None) -> T:
+        """The step's result, waiting up to ``timeout`` seconds (forever if None)."""
+        self._wait_done(timeout)
+        if self._exception is not None:
+            try:
+                raise self._exception
+            finally:
+                self = None  # type: ignore[assignment]  # break the traceback cycle (as Future)
+        return self._result  # type: ignore[no-any-return]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The step's exception (None if it succeeded), waiting like :meth:`result`."""
+        self._wait_done(timeout)
+        return self._exception
+
+
+def resolve_all(
+    condition: threading.Condition,
+    futures: Sequence[StepFuture[Any]],
+    results: Sequence[object],
+) -> None:
+    """Finish every Future of a batch under one lock; a result that is a
+    ``BaseException`` becomes that Future's exception."""
+    with_callbacks: list[StepFuture[Any]] = []
+    with condition:
+        for future, result in zip(futures, results):
+            if isinstance(result, BaseException):
+                future._exception = result
+                for waiter in future._waiters:
+                    waiter.add_exception(future)
+            else:
+                future._result = result
+                for waiter in future._waiters:
+                    waiter.add_result(future)
+            future._state = FINISHED
+            if future._done_callbacks:
+                with_callbacks.append(future)
+        condition.notify_all()
+    for future in with_callbacks:
+        future._invoke_callbacks()  # type: ignore[attr-defined]
