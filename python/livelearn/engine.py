@@ -282,7 +282,7 @@ class Engine:
         try:
             if not self._closing:
                 self.close(wait=False)
-        except Exception:  # noqa: S110 -- never raise from a finalizer
+        except Exception:  # never raise from a finalizer
             pass
 
     def __repr__(self) -> str:
@@ -345,7 +345,7 @@ class Engine:
             end = min(len(items), start + room)
             for _ in range(end - start):
                 next(self._submitted)
-            self._queue.extend(zip(items[start:end], futures[start:end]))
+            self._queue.extend(zip(items[start:end], futures[start:end], strict=True))
             self._wake.set()
             start = end
         return futures
@@ -436,7 +436,6 @@ class Engine:
         self, items: list[object]
     ) -> tuple[NDArray[np.float32] | tuple[Any, Any, Any], list[BaseException | None]]:
         """Features of a batch and, per item, the error that made it invalid."""
-        encoder = self._encoder
         n = len(items)
         errors: list[BaseException | None] = [None] * n
         for i, it in enumerate(items):
@@ -444,7 +443,11 @@ class Engine:
                 errors[i] = InvalidInteraction(
                     "interaction", f"expected InteractionData, got {type(it).__name__}"
                 )
-        valid: list[InteractionData] = [it for it, e in zip(items, errors) if e is None]  # type: ignore[misc]
+        valid: list[InteractionData] = [
+            it
+            for it, e in zip(items, errors, strict=True)
+            if e is None  # type: ignore[misc]
+        ]
         try:
             return self._encode_valid(valid), errors
         except Exception:
@@ -460,7 +463,11 @@ class Engine:
                     errors[i] = InvalidInteraction(
                         "features", f"the encoder failed: {type(exc).__name__}: {exc}"
                     )
-        valid = [it for it, e in zip(items, errors) if e is None]  # type: ignore[misc]
+        valid = [
+            it
+            for it, e in zip(items, errors, strict=True)
+            if e is None  # type: ignore[misc]
+        ]
         return self._encode_valid(valid), errors
 
     def _encode_valid(
@@ -492,9 +499,11 @@ class Engine:
             Y = Y_all
         network = self._network
         if sparse:
-            indptr, indices, values = features  # type: ignore[misc]
+            assert isinstance(features, tuple)
+            indptr, indices, values = features
             losses, preds, status = network.train_batch_sparse_detailed(indptr, indices, values, Y)
         else:
+            assert not isinstance(features, tuple)
             losses, preds, status = network.train_batch_detailed(features, Y)
 
         trained = status == 0
@@ -516,14 +525,20 @@ class Engine:
                 code = status_list[j]
                 if code == 0:
                     results[i] = make(
-                        StepResult, (step_list[j], loss_list[j], pred_list[j], StepStatus.TRAINED, None)
+                        StepResult,
+                        (step_list[j], loss_list[j], pred_list[j], StepStatus.TRAINED, None),
                     )
                 else:
                     loss_j = loss_list[j]
                     results[i] = make(
                         StepResult,
-                        (None, loss_j if math.isfinite(loss_j) else None, None,
-                         StepStatus.REJECTED, _NATIVE_REASONS[code]),
+                        (
+                            None,
+                            loss_j if math.isfinite(loss_j) else None,
+                            None,
+                            StepStatus.REJECTED,
+                            _NATIVE_REASONS[code],
+                        ),
                     )
             n_rejected_native = len(rows) - n_trained
             n_invalid = n - len(rows)
@@ -536,7 +551,8 @@ class Engine:
                 c.loss_sum += loss_sum
                 c.last_loss = float(trained_losses[-1])
                 recent = c.recent_loss
-                for value in trained_losses.tolist() if n_trained <= 64 else trained_losses[-64:].tolist():
+                # The EMA forgets all but the last few hundred steps anyway.
+                for value in trained_losses[-64:].tolist():
                     recent = value if recent is None else recent + _RECENT_WEIGHT * (value - recent)
                 c.recent_loss = recent
                 c.last_example_time = float(timestamps[trained][-1])
@@ -544,7 +560,7 @@ class Engine:
                 c.trained += n_trained
                 self._history.append_batch(
                     steps[trained],
-                    None if sparse else features[trained],  # type: ignore[index]
+                    None if isinstance(features, tuple) else features[trained],
                     _sparse_rows(features, trained) if sparse else None,
                     Y[trained],
                     preds[trained],
@@ -575,7 +591,7 @@ class Engine:
     def _log_rejections(self, items: list[object], results: list[object]) -> None:
         if not logger.isEnabledFor(logging.WARNING):
             return
-        for item, result in zip(items, results):
+        for item, result in zip(items, results, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("step rejected: %s (%r)", result, _short(item))
             elif isinstance(result, StepResult) and result.status is StepStatus.REJECTED:
@@ -659,7 +675,9 @@ class Engine:
             )
         with self._batch_lock, self._book:
             probe = History(
-                self._history_size, self._encoder.n_inputs, self._targets.n_outputs,
+                self._history_size,
+                self._encoder.n_inputs,
+                self._targets.n_outputs,
                 self._encoder.sparse,
             )
             probe.restore(hist)  # validates shapes before the network is touched
@@ -701,9 +719,9 @@ class Engine:
                 )
         if self._encoder.sparse:
             indptr, indices, values = self._encoder.encode_sparse_many(items)
-            return self._network.predict_sparse(indptr, indices, values)  # type: ignore[no-any-return]
+            return self._network.predict_sparse(indptr, indices, values)
         X = self._encoder.encode_many(items)
-        return self._network.predict(X)  # type: ignore[no-any-return]
+        return self._network.predict(X)
 
     def stats(self) -> EngineStats:
         """A consistent snapshot of the counters (taken between two batches)."""
@@ -775,9 +793,9 @@ class Engine:
 def _select_rows(
     features: NDArray[np.float32] | tuple[Any, Any, Any], keep: list[int], sparse: bool
 ) -> NDArray[np.float32] | tuple[Any, Any, Any]:
-    if not sparse:
-        return features[keep]  # type: ignore[index]
-    indptr, indices, values = features  # type: ignore[misc]
+    if not isinstance(features, tuple):
+        return features[keep]
+    indptr, indices, values = features
     parts_i = [indices[indptr[r] : indptr[r + 1]] for r in keep]
     parts_v = [values[indptr[r] : indptr[r + 1]] for r in keep]
     lengths = np.array([len(p) for p in parts_i], dtype=np.int64)

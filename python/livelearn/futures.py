@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, TimeoutError
-from concurrent.futures._base import FINISHED, RUNNING  # type: ignore[attr-defined]
+from concurrent.futures._base import FINISHED, RUNNING
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -26,7 +26,7 @@ __all__ = ["StepFuture", "resolve_all"]
 class StepFuture(Future[T], Generic[T]):
     """A Future that is already running (a submitted step cannot be cancelled)."""
 
-    def __init__(self, condition: threading.Condition) -> None:  # noqa: D107
+    def __init__(self, condition: threading.Condition) -> None:
         # Deliberately not calling Future.__init__: it would build a Condition.
         self._condition = condition
         self._state = RUNNING
@@ -54,7 +54,7 @@ class StepFuture(Future[T], Generic[T]):
                 raise self._exception
             finally:
                 self = None  # type: ignore[assignment]  # break the traceback cycle (as Future)
-        return self._result  # type: ignore[no-any-return]
+        return self._result  # type: ignore[return-value]  # set when FINISHED
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The step's exception (None if it succeeded), waiting like :meth:`result`."""
@@ -71,7 +71,7 @@ def resolve_all(
     ``BaseException`` becomes that Future's exception."""
     with_callbacks: list[StepFuture[Any]] = []
     with condition:
-        for future, result in zip(futures, results):
+        for future, result in zip(futures, results, strict=True):
             if isinstance(result, BaseException):
                 future._exception = result
                 for waiter in future._waiters:

@@ -151,8 +151,10 @@ class History:
             indptr = np.asarray(arrays["indptr"], dtype=np.int64)
             idx = np.asarray(arrays["indices"], dtype=np.int32)
             val = np.asarray(arrays["values"], dtype=np.float32)
-            rows = [(idx[indptr[r] : indptr[r + 1]].copy(), val[indptr[r] : indptr[r + 1]].copy())
-                    for r in range(n)]
+            rows = [
+                (idx[indptr[r] : indptr[r + 1]].copy(), val[indptr[r] : indptr[r + 1]].copy())
+                for r in range(n)
+            ]
         else:
             features = np.asarray(arrays["features"], dtype=np.float32)
         self.append_batch(

@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from livelearn.interaction import InteractionData
 
 __all__ = ["CAMPAIGNS", "SAMPLE_COLUMNS", "load_sample", "load_sample_frame"]

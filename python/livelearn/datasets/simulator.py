@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from livelearn.interaction import InteractionData
 from numpy.typing import ArrayLike, NDArray
+
+from livelearn.interaction import InteractionData
 
 __all__ = ["SimulatedStream", "log_loss", "simulate_interactions"]
 
