@@ -20,6 +20,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -315,10 +316,15 @@ class Engine:
         queue = self._queue
         if len(queue) >= self._max_pending:
             self._make_room(1)
-        next(self._submitted)
+        seq = next(self._submitted)
         queue.append((interaction, future))
         if self._idle[0] or (self._workers > 1 and any(self._idle)):
             self._wake.set()
+        elif seq % self._batch_size == 0 and len(queue) >= self._batch_size:
+            # A busy producer holds the GIL; without a hand-over the dispatcher
+            # would wait for the interpreter's switch interval (5 ms) after every
+            # native call. Yield once per batch of submissions instead.
+            time.sleep(0)
         return future
 
     def train_many(self, interactions: Iterable[InteractionData]) -> list[StepFuture[StepResult]]:
@@ -438,11 +444,12 @@ class Engine:
         """Features of a batch and, per item, the error that made it invalid."""
         n = len(items)
         errors: list[BaseException | None] = [None] * n
-        for i, it in enumerate(items):
-            if type(it) is not InteractionData and not isinstance(it, InteractionData):
-                errors[i] = InvalidInteraction(
-                    "interaction", f"expected InteractionData, got {type(it).__name__}"
-                )
+        if set(map(type, items)) != {InteractionData}:
+            for i, it in enumerate(items):
+                if not isinstance(it, InteractionData):
+                    errors[i] = InvalidInteraction(
+                        "interaction", f"expected InteractionData, got {type(it).__name__}"
+                    )
         valid: list[InteractionData] = [
             it
             for it, e in zip(items, errors, strict=True)
@@ -482,90 +489,94 @@ class Engine:
         futures = [f for _, f in batch]
         n = len(items)
         features, errors = self._encode(items)
-        results: list[object] = [None] * n
-        encoded = [i for i in range(n) if errors[i] is None]
+        encoded = [i for i in range(n) if errors[i] is None] if any(errors) else list(range(n))
         # Targets of the encodable interactions; rows without one are dropped.
-        Y_all, target_errors = self._targets.targets_many([items[i] for i in encoded])  # type: ignore[misc]
-        keep = [j for j, e in enumerate(target_errors) if e is None]
-        for j, e in enumerate(target_errors):
-            if e is not None:
-                errors[encoded[j]] = e
-        rows = [encoded[j] for j in keep]  # batch positions that will train
-        sparse = self._encoder.sparse
-        if len(keep) != len(encoded):
+        Y_all, target_errors = self._targets.targets_many(
+            [items[i] for i in encoded] if len(encoded) != n else items  # type: ignore[arg-type]
+        )
+        if any(target_errors):
+            keep = [j for j, e in enumerate(target_errors) if e is None]
+            for j, e in enumerate(target_errors):
+                if e is not None:
+                    errors[encoded[j]] = e
+            rows = [encoded[j] for j in keep]  # batch positions that will train
             Y = Y_all[keep]
-            features = _select_rows(features, keep, sparse)
+            features = _select_rows(features, keep, self._encoder.sparse)
         else:
+            rows = encoded
             Y = Y_all
         network = self._network
-        if sparse:
-            assert isinstance(features, tuple)
+        if isinstance(features, tuple):
             indptr, indices, values = features
             losses, preds, status = network.train_batch_sparse_detailed(indptr, indices, values, Y)
         else:
-            assert not isinstance(features, tuple)
             losses, preds, status = network.train_batch_detailed(features, Y)
 
         trained = status == 0
         n_trained = int(np.count_nonzero(trained))
-        k = Y.shape[1]
+        all_trained = n_trained == len(rows)
         loss_list = losses.tolist()
-        pred_list: list[Any] = preds[:, 0].tolist() if k == 1 else list(preds)
-        status_list = status.tolist()
-        timestamps = np.array([items[i].timestamp for i in rows], dtype=np.float64)  # type: ignore[attr-defined]
+        pred_list: list[Any] = preds[:, 0].tolist() if Y.shape[1] == 1 else list(preds)
+        row_items = items if len(rows) == n else [items[i] for i in rows]
+        timestamps = np.array([it.timestamp for it in row_items], dtype=np.float64)  # type: ignore[attr-defined]
 
         with self._book:
             c = self._counters
             first_step = network.steps - n_trained + 1  # this batch's steps, in order
-            steps = np.zeros(len(rows), dtype=np.int64)
-            steps[trained] = np.arange(first_step, first_step + n_trained)
-            step_list = steps.tolist()
-            make = tuple.__new__
-            for j, i in enumerate(rows):
-                code = status_list[j]
-                if code == 0:
-                    results[i] = make(
-                        StepResult,
-                        (step_list[j], loss_list[j], pred_list[j], StepStatus.TRAINED, None),
-                    )
-                else:
-                    loss_j = loss_list[j]
-                    results[i] = make(
-                        StepResult,
-                        (
+            if all_trained:
+                steps = np.arange(first_step, first_step + n_trained, dtype=np.int64)
+            else:
+                steps = np.zeros(len(rows), dtype=np.int64)
+                steps[trained] = np.arange(first_step, first_step + n_trained)
+            row_results = list(
+                map(
+                    _new_result,
+                    zip(steps.tolist(), loss_list, pred_list, repeat(StepStatus.TRAINED)),
+                )
+            )
+            if not all_trained:
+                for j, code in enumerate(status.tolist()):
+                    if code:
+                        loss_j = loss_list[j]
+                        row_results[j] = StepResult(
                             None,
                             loss_j if math.isfinite(loss_j) else None,
                             None,
                             StepStatus.REJECTED,
                             _NATIVE_REASONS[code],
-                        ),
-                    )
+                        )
+            results: list[object]
+            if len(rows) == n:
+                results = row_results  # type: ignore[assignment]
+            else:
+                results = list(errors)
+                for j, i in enumerate(rows):
+                    results[i] = row_results[j]
             n_rejected_native = len(rows) - n_trained
             n_invalid = n - len(rows)
-            for i in range(n):
-                if errors[i] is not None:
-                    results[i] = errors[i]
             if n_trained:
-                trained_losses = losses[trained]
-                loss_sum = float(trained_losses.sum(dtype=np.float64))
-                c.loss_sum += loss_sum
-                c.last_loss = float(trained_losses[-1])
+                trained_losses = losses if all_trained else losses[trained]
+                c.loss_sum += float(trained_losses.sum(dtype=np.float64))
+                c.last_loss = loss_list[-1] if all_trained else float(trained_losses[-1])
                 recent = c.recent_loss
                 # The EMA forgets all but the last few hundred steps anyway.
                 for value in trained_losses[-64:].tolist():
                     recent = value if recent is None else recent + _RECENT_WEIGHT * (value - recent)
                 c.recent_loss = recent
-                c.last_example_time = float(timestamps[trained][-1])
+                stamps = timestamps if all_trained else timestamps[trained]
+                c.last_example_time = float(stamps[-1])
                 before = c.trained
                 c.trained += n_trained
                 self._history.append_batch(
-                    steps[trained],
-                    None if isinstance(features, tuple) else features[trained],
-                    _sparse_rows(features, trained) if sparse else None,
-                    Y[trained],
-                    preds[trained],
+                    steps if all_trained else steps[trained],
+                    None
+                    if isinstance(features, tuple)
+                    else (features if all_trained else features[trained]),
+                    _sparse_rows(features, trained) if isinstance(features, tuple) else None,
+                    Y if all_trained else Y[trained],
+                    preds if all_trained else preds[trained],
                     trained_losses,
-                    timestamps[trained],
+                    stamps,
                 )
                 self._log_losses(before, c, trained_losses)
             c.rejected += n_rejected_native + n_invalid
@@ -788,6 +799,11 @@ class Engine:
             "clip_norm": self._network_config["clip_norm"],
             "n_outputs": self._targets.n_outputs,
         }
+
+
+def _new_result(fields: tuple[int, float, Any, StepStatus]) -> StepResult:
+    """A trained step's result; tuple.__new__ skips NamedTuple's argument parsing."""
+    return tuple.__new__(StepResult, (*fields, None))  # type: ignore[type-var]
 
 
 def _select_rows(
