@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from livelearn.engine import Engine
 from livelearn.errors import (
+    CheckpointError,
     EngineClosed,
     EngineNotInitialized,
     EngineOverloaded,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STATUS_NAMES",
+    "CheckpointError",
     "Encoder",
     "Engine",
     "EngineClosed",

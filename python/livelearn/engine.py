@@ -21,7 +21,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +34,9 @@ from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.network import STATUS_NAMES, Network
 from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
 from livelearn.targets import TargetFn, TargetMapper, TargetValue
+
+if TYPE_CHECKING:
+    from livelearn.checkpoint import AutoSaver
 
 __all__ = ["Engine", "OverloadPolicy"]
 
@@ -122,6 +125,13 @@ class Engine:
             throughput.
         n_outputs: network outputs (default: the targets' ``n_outputs``, else 1).
         momentum, weight_decay, clip_norm: optimizer options of :class:`Network`.
+        checkpoint_path: where periodic checkpoints go (see :meth:`save`); needs
+            ``checkpoint_every`` and/or ``checkpoint_interval``.
+        checkpoint_every: save after every this many trained steps.
+        checkpoint_interval: save when this many seconds passed since the last save
+            (checked after each batch). A due save runs in a background thread
+            (one at a time); training only pauses while the state is copied.
+            Call :meth:`save` yourself for a final checkpoint after :meth:`close`.
 
     Example:
         >>> from livelearn import Engine, InteractionData
@@ -153,6 +163,9 @@ class Engine:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         clip_norm: float | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
     ) -> None:
         if isinstance(hidden_layers, (str, bytes)) or not isinstance(hidden_layers, Sequence):
             raise ValueError("hidden_layers: must be a sequence of ints such as (16, 8)")
@@ -216,6 +229,11 @@ class Engine:
         self._idle = [False] * self._workers
         self._started_at: float | None = None
         self._state_lock = threading.Lock()  # initialize/close transitions
+        self._autosave: AutoSaver | None = None  # None: no cost on the hot path
+        if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
+            from livelearn.checkpoint import AutoSaver
+
+            self._autosave = AutoSaver(checkpoint_path, checkpoint_every, checkpoint_interval)
 
     # ------------------------------------------------------------------ lifecycle
     def initialize(self) -> Engine:
@@ -426,6 +444,8 @@ class Engine:
                         self._process(batch)
                 except BaseException as exc:  # never leave a Future unresolved
                     self._fail(batch, exc)
+                if self._autosave is not None:
+                    self._autosave.maybe_save(self)
                 if self._overload == "block":
                     with self._room:
                         self._room.notify_all()
@@ -798,6 +818,9 @@ class Engine:
             "weight_decay": self._network_config["weight_decay"],
             "clip_norm": self._network_config["clip_norm"],
             "n_outputs": self._targets.n_outputs,
+            "checkpoint_path": None if self._autosave is None else self._autosave.path,
+            "checkpoint_every": None if self._autosave is None else self._autosave.every,
+            "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
         }
 
 

@@ -6,6 +6,7 @@ from livelearn._core import StepRejected
 from livelearn.interaction import InvalidInteraction
 
 __all__ = [
+    "CheckpointError",
     "EngineClosed",
     "EngineNotInitialized",
     "EngineOverloaded",
@@ -24,3 +25,11 @@ class EngineOverloaded(RuntimeError):  # noqa: N818 -- public name fixed by the 
 
 class EngineNotInitialized(RuntimeError):  # noqa: N818 -- mirrors the other engine errors
     """The engine needs :meth:`Engine.initialize` (or ``with Engine(...)``) first."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be loaded (missing, truncated, corrupted, hand-edited,
+    foreign or from an unsupported format version) or the state cannot be saved.
+
+    The message says what is wrong. Nothing is half-loaded when it is raised.
+    """
