@@ -104,27 +104,6 @@ LL_INLINE void activate(Activation act, float* __restrict a, std::size_t n_rt) {
   }
 }
 
-// d *= activation'(z), written in terms of the activation's output a.
-template <class W>
-LL_INLINE void times_derivative(Activation act, const float* __restrict a, float* __restrict d,
-                                std::size_t n_rt) {
-  const std::size_t n = W::get(n_rt);
-  switch (act) {
-    case Activation::Tanh:
-      LL_SIMD
-      for (std::size_t i = 0; i < n; ++i) d[i] *= 1.0f - a[i] * a[i];
-      break;
-    case Activation::Sigmoid:
-      LL_SIMD
-      for (std::size_t i = 0; i < n; ++i) d[i] *= a[i] * (1.0f - a[i]);
-      break;
-    case Activation::Relu:
-      LL_SIMD
-      for (std::size_t i = 0; i < n; ++i) d[i] = a[i] > 0.0f ? d[i] : 0.0f;
-      break;
-    case Activation::Identity: break;
-  }
-}
 
 // z = b + x @ W, W input-major (in x out).
 template <class Wd>
@@ -169,17 +148,37 @@ LL_INLINE void sparse_affine(const std::int32_t* __restrict idx, const float* __
   }
 }
 
-// da[i] = sum_o W[i][o] * d[o]
-template <class Wd>
+// Running sum of |v|: NaN if any v is NaN, infinite if any is infinite (or
+// if the sum overflows, which only sends a step down the guard's exact slow
+// path), and an upper bound on max |v|. Two instructions per value.
+LL_INLINE float track_abs(float acc, float v) { return acc + std::fabs(v); }
+
+template <Activation Act>
+LL_INLINE float derivative_times(float s, float a) {
+  if constexpr (Act == Activation::Tanh) return s * (1.0f - a * a);
+  if constexpr (Act == Activation::Sigmoid) return s * (a * (1.0f - a));
+  if constexpr (Act == Activation::Relu) return a > 0.0f ? s : 0.0f;
+  return s;
+}
+
+// da[i] = (sum_o W[i][o] d[o]) * act'(a[i]), applied as each scalar is
+// produced, while tracking bounds on |a| and |da| for the non-finite guard.
+template <class Wd, Activation Act>
 LL_INLINE void backprop(const float* __restrict W, std::size_t in, std::size_t out_rt,
-                        const float* __restrict d, float* __restrict da) {
+                        const float* __restrict d, const float* __restrict a,
+                        float* __restrict da, float& amax, float& dmax) {
   const std::size_t out = Wd::get(out_rt);
   for (std::size_t i = 0; i < in; ++i) {
     const float* w = W + i * out;
     float s = 0.0f;
     LL_SIMD_SUM
     for (std::size_t o = 0; o < out; ++o) s += w[o] * d[o];
-    da[i] = s;
+    const float v = derivative_times<Act>(s, a[i]);
+    da[i] = v;
+    if constexpr (Act == Activation::Relu || Act == Activation::Identity) {
+      amax = track_abs(amax, a[i]);
+    }
+    dmax = track_abs(dmax, v);
   }
 }
 
@@ -353,7 +352,7 @@ Network::Network(const Config& config) : config_(config) {
     for (std::size_t i = 0; i < layer.in * layer.out; ++i) {
       W[i] = static_cast<float>(bound * rng.symmetric());
     }
-  }
+  }  rescan_bounds();
 }
 
 template <bool Sparse>
@@ -414,22 +413,39 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     }
   }
   loss *= inv_k;
+  float dmax = 0.0f;  // sum |delta| over every layer >= max |delta|
+  for (std::size_t o = 0; o < k; ++o) dmax = track_abs(dmax, d_out[o]);
   if (not_finite(loss)) {
     ++rejected_steps_;
     return {loss, StepStatus::NonFiniteLoss};
   }
 
   // Backward pass through the hidden layers, all with the old weights.
+  // tanh and sigmoid outputs lie in [-1, 1]; relu/identity ones are measured.
+  float amax = 1.0f;  // bound on |hidden activation|
   for (std::size_t l = L - 1; l >= 1; --l) {
     const LayerSpan& layer = layers_[l];
     float* d_in = deltas_.data() + act_off_[l - 1];
     with_width(layer.out, [&](auto width) LL_LAMBDA {
-      backprop<decltype(width)>(P + layer.w, layer.in, layer.out, deltas_.data() + act_off_[l],
-                                d_in);
-    });
-    with_width(layer.in, [&](auto width) LL_LAMBDA {
-      times_derivative<decltype(width)>(config_.hidden_activation, A + act_off_[l - 1], d_in,
-                                        layer.in);
+      using Wd = decltype(width);
+      const float* d = deltas_.data() + act_off_[l];
+      const float* a = A + act_off_[l - 1];
+      switch (config_.hidden_activation) {
+        case Activation::Tanh:
+          backprop<Wd, Activation::Tanh>(P + layer.w, layer.in, layer.out, d, a, d_in, amax, dmax);
+          break;
+        case Activation::Sigmoid:
+          backprop<Wd, Activation::Sigmoid>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
+                                            dmax);
+          break;
+        case Activation::Relu:
+          backprop<Wd, Activation::Relu>(P + layer.w, layer.in, layer.out, d, a, d_in, amax, dmax);
+          break;
+        case Activation::Identity:
+          backprop<Wd, Activation::Identity>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
+                                             dmax);
+          break;
+      }
     });
   }
 
@@ -479,14 +495,48 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
                scale,
                config_.weight_decay,
                h};
-  // Save what the update will touch, update in place, then verify in one
-  // contiguous pass; on a non-finite result restore the saved bytes. Cheaper
-  // than checking before writing, and the model is byte-identical afterwards.
+  // The non-finite guard. Every gradient is scale * a_i * d_o (+ wd * w), so
+  // with finite inputs, activations and deltas bounded by xmax, amax and
+  // dmax, and running upper bounds on |w| and |velocity|, the new values of an
+  // SGD step are provably finite while the new bounds stay below kSafe: the
+  // update is then written directly, at a cost of O(units), not O(weights).
+  // Otherwise (Adam, or bounds too large) the touched values are saved,
+  // updated, verified and restored on failure. Either way a rejected step
+  // leaves the model byte-identical.
+  float xmax = 0.0f;  // sum |x| >= max |x| (may overflow to inf: then the slow path)
+  for (std::size_t j = 0; j < x_len; ++j) xmax = track_abs(xmax, x[j]);
+  double factor = 1.0;  // max(1, xmax, amax), keeping a NaN
+  for (const float v : {xmax, amax}) {
+    if (!(v <= factor)) factor = v;
+  }
+  const double g = static_cast<double>(scale) * factor * static_cast<double>(dmax);
+  const double lr = config_.learning_rate, wd = config_.weight_decay;
+  double new_w_bound = w_bound_, new_m_bound = m_bound_;
+  if (u.M) {  // SGD momentum: m' = mu m + g + wd w;  w' = w - lr m'
+    new_m_bound = config_.momentum * m_bound_ + g + wd * w_bound_;
+    new_w_bound = w_bound_ + lr * new_m_bound;
+  } else {  // w' = (1 - lr wd) w - lr g
+    new_w_bound = w_bound_ * std::max(1.0, std::fabs(1.0 - lr * wd)) + lr * g;
+  }
+  constexpr double kSafe = 1e18;  // squares stay far below FLT_MAX (3.4e38)
+  if (config_.optimizer == Optimizer::SGD && new_w_bound < kSafe && new_m_bound < kSafe) {
+    // (a NaN in xmax, amax or dmax makes the comparisons false: slow path)
+    if (u.M) {
+      update_all<UpdateKind::Momentum, Sparse>(u);
+    } else {
+      update_all<UpdateKind::Sgd, Sparse>(u);
+    }
+    w_bound_ = new_w_bound;
+    m_bound_ = new_m_bound;
+    ++steps_;
+    return {loss, StepStatus::Trained};
+  }
+
   float* const bufs[3] = {u.P, u.M, u.V};
   const std::size_t total = params_.size();
   std::size_t saved = 0;
   for_each_touched<Sparse>(u, total, [&](std::size_t, std::size_t len) LL_LAMBDA { saved += len; });
-  std::size_t n_bufs = u.V ? 3 : (u.M ? 2 : 1);
+  const std::size_t n_bufs = u.V ? 3 : (u.M ? 2 : 1);
   if (backup_.size() < saved * n_bufs) backup_.resize(saved * n_bufs);
   float* out = backup_.data();
   for (std::size_t b = 0; b < n_bufs; ++b) {
@@ -508,8 +558,7 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
       bad |= any_not_finite(bufs[b] + off, len);
     });
   }
-  const bool ok = !bad;
-  if (!ok) {
+  if (bad) {
     const float* in = backup_.data();
     for (std::size_t b = 0; b < n_bufs; ++b) {
       for_each_touched<Sparse>(u, total, [&](std::size_t off, std::size_t len) LL_LAMBDA {
@@ -517,11 +566,12 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
         in += len;
       });
     }
-  }
-  if (!ok) {
     ++rejected_steps_;
     return {loss, StepStatus::NonFiniteUpdate};
   }
+  // The bounds grew large (or Adam): re-measure them exactly, so SGD returns
+  // to the fast path as soon as the weights allow.
+  if (config_.optimizer == Optimizer::SGD) rescan_bounds();
   ++steps_;
   return {loss, StepStatus::Trained};
 }
@@ -579,6 +629,14 @@ LL_CLONES void Network::predict_sparse(const std::int32_t* indices, const float*
                                        std::size_t nnz, float* out,
                                        ForwardScratch& scratch) const {
   forward_only<true>(config_, layers_, params_.data(), values, indices, nnz, out, scratch);
+}
+
+void Network::rescan_bounds() {
+  float w = 0.0f, m = 0.0f;
+  for (float v : params_) w = std::max(w, std::fabs(v));
+  for (float v : opt_m_) m = std::max(m, std::fabs(v));
+  w_bound_ = w;
+  m_bound_ = m;
 }
 
 void Network::set_counters(std::uint64_t steps, std::uint64_t rejected_steps) {
@@ -663,7 +721,7 @@ void Network::import_state(const std::vector<const float*>& sources) {
     if (t % per_buffer == 0) offset = 0;
     std::memcpy(bufs[t / per_buffer] + offset, sources[t], layout[t].size * sizeof(float));
     offset += layout[t].size;
-  }
+  }  rescan_bounds();
 }
 
 }  // namespace livelearn

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,9 @@ namespace {
 
 // Per-thread scratch so concurrent readers never share buffers and, once a
 // thread has warmed up, predict allocates nothing.
+// A rejected row's loss is reported as NaN, whatever the guard saw.
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
 ForwardScratch& thread_scratch() {
   thread_local ForwardScratch scratch;
   return scratch;
@@ -55,7 +59,7 @@ void Trainer::train_batch(std::size_t n, const float* X, const float* Y, float* 
       std::unique_lock lock(mutex_);  // per step: a reader waits for one step at most
       res = net_.train_step(X + r * in, Y + r * k, predictions ? predictions + r * k : nullptr);
     }
-    if (losses) losses[r] = res.loss;
+    if (losses) losses[r] = res.status == StepStatus::Trained ? res.loss : kNaN;
     if (status) status[r] = res.status;
   }
 }
@@ -73,7 +77,7 @@ void Trainer::train_batch_sparse(const CsrView& csr, const float* Y, float* loss
                                    static_cast<std::size_t>(end - begin), Y + r * k,
                                    predictions ? predictions + r * k : nullptr);
     }
-    if (losses) losses[r] = res.loss;
+    if (losses) losses[r] = res.status == StepStatus::Trained ? res.loss : kNaN;
     if (status) status[r] = res.status;
   }
 }

@@ -90,6 +90,7 @@ class Network {
   template <bool Sparse>
   StepResult step(const float* x, const std::int32_t* idx, std::size_t nnz, const float* y,
                   float* prediction);
+  void rescan_bounds();
   std::vector<float*> buffers();
   std::vector<const float*> buffers() const;
 
@@ -102,6 +103,9 @@ class Network {
   std::vector<std::size_t> act_off_;
   std::vector<float> deltas_;  // dLoss/dz of every non-input layer
   std::vector<float> backup_;  // what a step overwrites, restored if it fails
+  // Upper bounds on max |parameter| and max |momentum| (the guard's fast path).
+  double w_bound_ = 0.0;
+  double m_bound_ = 0.0;
   std::uint64_t steps_ = 0;
   std::uint64_t rejected_steps_ = 0;
 };

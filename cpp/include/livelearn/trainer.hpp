@@ -37,7 +37,8 @@ class Trainer {
   StepResult train_step(const float* x, const float* y, float* prediction);
   StepResult train_step_sparse(const std::int32_t* indices, const float* values, std::size_t nnz,
                                const float* y, float* prediction);
-  // n steps in order, the lock taken per step. Outputs may be null.
+  // n steps in order, the lock taken per step. Outputs may be null; a
+  // rejected row's loss is NaN and its status says why.
   void train_batch(std::size_t n, const float* X, const float* Y, float* losses, float* predictions,
                    StepStatus* status);
   void train_batch_sparse(const CsrView& csr, const float* Y, float* losses, float* predictions,
