@@ -738,6 +738,38 @@ class Engine:
         out = self.predict_many([interaction])
         return float(out[0, 0]) if out.shape[1] == 1 else out[0]
 
+    async def train_step_async(self, interaction: InteractionData) -> StepResult:
+        """``await`` one training step from asyncio code without blocking the loop.
+
+        Submitting never blocks on training (under the ``"block"`` overload
+        policy a full queue is waited for in a worker thread, not on the loop).
+
+        Example:
+            >>> import asyncio
+            >>> from livelearn import Engine, InteractionData
+            >>> async def main():
+            ...     with Engine(targets={"click": 1.0}) as engine:
+            ...         return await engine.train_step_async(InteractionData("click", 0.0, "u"))
+            >>> asyncio.run(main()).status
+            <StepStatus.TRAINED: 'trained'>
+        """
+        import asyncio
+
+        if self._overload == "block" and len(self._queue) >= self._max_pending:
+            loop = asyncio.get_running_loop()
+            future = await loop.run_in_executor(None, self.train_step, interaction)
+        else:
+            future = self.train_step(interaction)
+        return await asyncio.wrap_future(future)
+
+    async def predict_async(self, interaction: InteractionData) -> float | NDArray[np.float32]:
+        """``await`` a prediction; runs in the loop's default executor, since a
+        prediction may wait for one native training step."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.predict, interaction)
+
     def predict_many(self, interactions: Sequence[InteractionData]) -> NDArray[np.float32]:
         """Outputs for a batch, shape ``(n, n_outputs)``."""
         if not self._initialized:
