@@ -141,9 +141,7 @@ def save_engine(engine: Engine, path: str | os.PathLike[str]) -> None:
         network = _exact_config(engine.network)
     except ValueError as exc:
         raise CheckpointError(f"cannot save this engine: {exc}") from exc
-    engine_config = dict(state["engine"])
-    for key in ("learning_rate", "momentum", "weight_decay", "clip_norm"):
-        engine_config[key] = network[key]
+    engine_config = dict(state["engine"])  # as given; "network" has the exact float32 values
     n_history = int(tensors["history.steps"].shape[0])
     meta: dict[str, Any] = {
         "engine": engine_config,
@@ -697,16 +695,17 @@ def load_engine(
     layers = network_config["layers"]
     if layers[0] != encoder.n_inputs or layers[-1] != mapper.n_outputs:
         raise _fail(where, "invalid configuration: layers do not match the encoder and targets")
-    kwargs = dict(engine_config)
-    for key in ("learning_rate", "momentum", "weight_decay", "clip_norm"):
-        kwargs[key] = network_config.get(key)
     try:
-        engine = Engine(features=encoder, targets=mapper, **kwargs)
+        engine = Engine(features=encoder, targets=mapper, **engine_config)
     except (TypeError, ValueError) as exc:
         raise _fail(where, f"invalid engine configuration: {exc}") from exc
     try:
-        if _exact_config(engine.network) != network_config:
-            raise _fail(where, "invalid configuration: the engine does not rebuild its network")
+        # Engine.config rounds the learning rate for display; restore it exactly.
+        learning_rate = network_config.get("learning_rate")
+        if isinstance(learning_rate, float) and math.isfinite(learning_rate) and learning_rate > 0:
+            engine.network.learning_rate = learning_rate
+        if _exact_config(engine.network) != network_config or engine.config != engine_config:
+            raise _fail(where, "invalid configuration: the engine does not rebuild the same way")
         net_state = _network_state(engine.network, ckpt.tensors, where)
         steps = int(net_state["counters.steps"])
         history = _history(
