@@ -69,26 +69,43 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             )
             ctx = it.context or {}
             w.writerow(
-                [it.action_type, when, it.user_id, int(it.label or 0), ctx["device"],
-                 ctx["position"]]
-            )  # fmt: skip
+                [
+                    it.action_type,
+                    when,
+                    it.user_id,
+                    int(it.label or 0),
+                    ctx["device"],
+                    ctx["position"],
+                ]
+            )
         w.writerow(["video_1", "yesterday", "user_1", "1", "mobile", "1"])  # line 1202
         w.writerow(["video_1", "2024-01-01T00:00:00", "user_1", "1", "mobile", "1"])  # 1203
         w.writerow(["video_1", "1700000000", "user_1"])  # line 1204
     jsonl = folder / "events.jsonl"
     with open(jsonl, "w") as f:
         for it in stream.interactions[:300]:
-            row = {"action_type": it.action_type, "timestamp": it.timestamp,
-                   "user_id": it.user_id, "label": it.label, **(it.context or {})}  # fmt: skip
+            row = {
+                "action_type": it.action_type,
+                "timestamp": it.timestamp,
+                "user_id": it.user_id,
+                "label": it.label,
+                **(it.context or {}),
+            }
             f.write(json.dumps(row) + "\n")
         f.write("{not json\n")
     return {"csv": csv_path, "jsonl": jsonl, "folder": folder}
 
 
 CSV_COLUMNS = (
-    "--action-col", "event", "--time-col", "when", "--user-col", "visitor",
-    "--context-cols", "device,position",
-)  # fmt: skip
+    "--action-col",
+    "event",
+    "--time-col",
+    "when",
+    "--user-col",
+    "visitor",
+    "--context-cols",
+    "device,position",
+)
 
 
 # ----------------------------------------------------------------- help
@@ -109,8 +126,15 @@ def test_demo_on_the_real_sample(tmp_path: Path) -> None:
     result = run_cli("demo", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    for needle in ("Open Bandit", "30,000", "events/s", "log loss", "ROC AUC", "base rate",
-                   "30,000 trained, 0 skipped, 0 rejected"):  # fmt: skip
+    for needle in (
+        "Open Bandit",
+        "30,000",
+        "events/s",
+        "log loss",
+        "ROC AUC",
+        "base rate",
+        "30,000 trained, 0 skipped, 0 rejected",
+    ):
         assert needle in text, text
     report = json.loads((out / "report.json").read_text())
     assert report["events"] == 30_000 and report["clicks"] == 130
@@ -148,13 +172,25 @@ def test_demo_without_matplotlib(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- replay
 def test_replay_csv_checkpoint_resume(tmp_path: Path, logs: dict[str, Path]) -> None:
     ckpt = tmp_path / "model.safetensors"
-    common = (str(logs["csv"]), *CSV_COLUMNS, "--label-col", "clicked",
-              "--checkpoint", str(ckpt))  # fmt: skip
+    common = (str(logs["csv"]), *CSV_COLUMNS, "--label-col", "clicked", "--checkpoint", str(ckpt))
     first = run_cli(
-        "replay", *common, "--checkpoint-every", "400", "--hashed", "--buckets", "1024",
-        "--optimizer", "adam", "--learning-rate", "0.003", "--plot", "curve.png",
-        "--report", "report.json", cwd=tmp_path,
-    )  # fmt: skip
+        "replay",
+        *common,
+        "--checkpoint-every",
+        "400",
+        "--hashed",
+        "--buckets",
+        "1024",
+        "--optimizer",
+        "adam",
+        "--learning-rate",
+        "0.003",
+        "--plot",
+        "curve.png",
+        "--report",
+        "report.json",
+        cwd=tmp_path,
+    )
     assert first.returncode == 0, first.stderr
     assert "3 malformed row(s)" in first.stderr
     assert "line 1202: timestamp" in first.stderr and "no timezone" in first.stderr
@@ -183,8 +219,9 @@ def test_replay_csv_checkpoint_resume(tmp_path: Path, logs: dict[str, Path]) -> 
 
 
 def test_replay_jsonl_with_targets(tmp_path: Path, logs: dict[str, Path]) -> None:
-    result = run_cli("replay", str(logs["jsonl"]), "--context-cols", "*", "--report", "r.json",
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "replay", str(logs["jsonl"]), "--context-cols", "*", "--report", "r.json", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "line 301: invalid JSON" in result.stderr
     assert "300 trained" in result.stdout
@@ -209,12 +246,13 @@ def test_replay_parquet(tmp_path: Path) -> None:
     table = pa.table(
         {
             "action_type": [it.action_type for it in stream.interactions],
-            "timestamp": [datetime.fromtimestamp(it.timestamp, timezone.utc)
-                          for it in stream.interactions],
+            "timestamp": [
+                datetime.fromtimestamp(it.timestamp, timezone.utc) for it in stream.interactions
+            ],
             "user_id": [it.user_id for it in stream.interactions],
             "label": [it.label for it in stream.interactions],
         }
-    )  # fmt: skip
+    )
     pq.write_table(table, tmp_path / "log.parquet")
     result = run_cli("replay", "log.parquet", "--checkpoint", "p.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -231,8 +269,9 @@ def test_parquet_without_pyarrow(tmp_path: Path) -> None:
 
 
 def test_replay_strict_stops_at_the_first_bad_row(tmp_path: Path, logs: dict[str, Path]) -> None:
-    result = run_cli("replay", str(logs["csv"]), *CSV_COLUMNS, "--label-col", "clicked",
-                     "--strict", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "replay", str(logs["csv"]), *CSV_COLUMNS, "--label-col", "clicked", "--strict", cwd=tmp_path
+    )
     one_line_error(result, 1, "line 1202", "timestamp")
 
 
@@ -240,8 +279,16 @@ def test_replay_strict_stops_at_the_first_bad_row(tmp_path: Path, logs: dict[str
 @pytest.fixture(scope="module")
 def trained(logs: dict[str, Path]) -> Path:
     ckpt = logs["folder"] / "trained.safetensors"
-    result = run_cli("replay", str(logs["csv"]), *CSV_COLUMNS, "--label-col", "clicked",
-                     "--checkpoint", str(ckpt), cwd=logs["folder"])  # fmt: skip
+    result = run_cli(
+        "replay",
+        str(logs["csv"]),
+        *CSV_COLUMNS,
+        "--label-col",
+        "clicked",
+        "--checkpoint",
+        str(ckpt),
+        cwd=logs["folder"],
+    )
     assert result.returncode == 0, result.stderr
     return ckpt
 
@@ -252,8 +299,9 @@ def test_predict_csv_and_jsonl(tmp_path: Path, logs: dict[str, Path], trained: P
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert len(rows) == 1200 and rows[0]["line"] == "2"
     assert "3 malformed row(s)" in result.stderr and "line 1202" in result.stderr
-    columns = Columns(action="event", time="when", user="visitor",
-                      context=("device", "position"), use_label=False)  # fmt: skip
+    columns = Columns(
+        action="event", time="when", user="visitor", context=("device", "position"), use_label=False
+    )
     log = read_log(logs["csv"], columns)
     with Engine.load(trained) as engine:
         expected = engine.predict_many(log.interactions)[:, 0]
@@ -261,20 +309,39 @@ def test_predict_csv_and_jsonl(tmp_path: Path, logs: dict[str, Path], trained: P
     assert np.array_equal(got, expected)  # 9 significant digits: float32 exact
 
     out = tmp_path / "p" / "predictions.jsonl"
-    result = run_cli("predict", str(trained), str(logs["jsonl"]), "--context-cols",
-                     "device,position", "--out", str(out), cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "predict",
+        str(trained),
+        str(logs["jsonl"]),
+        "--context-cols",
+        "device,position",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 300 and set(records[0]) == {
-        "line", "user_id", "action_type", "timestamp", "prediction"
-    }  # fmt: skip
+        "line",
+        "user_id",
+        "action_type",
+        "timestamp",
+        "prediction",
+    }
 
 
 def test_inspect(tmp_path: Path, trained: Path) -> None:
     result = run_cli("inspect", str(trained), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for needle in ("livelearn.checkpoint v1", "engine checkpoint", "layers [4, 16, 8, 1]",
-                   "parameters   225", "1,200 trained", "history", "1,000 examples"):  # fmt: skip
+    for needle in (
+        "livelearn.checkpoint v1",
+        "engine checkpoint",
+        "layers [4, 16, 8, 1]",
+        "parameters   225",
+        "1,200 trained",
+        "history",
+        "1,000 examples",
+    ):
         assert needle in result.stdout, result.stdout
     as_json = run_cli("inspect", str(trained), "--json", cwd=tmp_path)
     payload = json.loads(as_json.stdout)

@@ -269,6 +269,25 @@ def _atomic_write(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+    _remove_stale(folder, base)
+
+
+_STALE_SECONDS = 3600.0
+
+
+def _remove_stale(folder: str, base: str) -> None:
+    """Delete temporary files of saves that were killed mid-write (an hour old or more)."""
+    prefix = f".{base}."
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        full = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            if now - os.stat(full).st_mtime > _STALE_SECONDS:
+                os.unlink(full)
 
 
 def _fsync_folder(folder: str) -> None:
@@ -326,6 +345,10 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key {key!r}")
         out[key] = value
     return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -444,7 +467,11 @@ def _verify(raw: bytes, where: str) -> Checkpoint:
     del described, view  # release the memoryviews before parsing
 
     try:
-        meta = json.loads(metadata.get("livelearn", ""), object_pairs_hook=_reject_duplicates)
+        meta = json.loads(
+            metadata.get("livelearn", ""),
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
     except (ValueError, RecursionError) as exc:
         raise _fail(where, f"corrupt metadata: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict):
@@ -704,7 +731,9 @@ def load_engine(
         learning_rate = network_config.get("learning_rate")
         if isinstance(learning_rate, float) and math.isfinite(learning_rate) and learning_rate > 0:
             engine.network.learning_rate = learning_rate
-        if _exact_config(engine.network) != network_config or engine.config != engine_config:
+        rebuilt = engine.config
+        same = all(rebuilt.get(k) == v for k, v in engine_config.items())
+        if _exact_config(engine.network) != network_config or not same:
             raise _fail(where, "invalid configuration: the engine does not rebuild the same way")
         net_state = _network_state(engine.network, ckpt.tensors, where)
         steps = int(net_state["counters.steps"])

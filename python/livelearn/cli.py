@@ -341,7 +341,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(
             _line(
                 "log loss",
-                f"model {_num(scores.model)}  |  base rate {_num(stream_base)}"
+                f"model {_num(scores.model)}  |  base rate (constant) {_num(stream_base)}"
                 f"  |  Bayes-optimal {_num(bayes)}",
             )
         )
