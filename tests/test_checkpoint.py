@@ -254,13 +254,10 @@ def test_truncated_files(tmp_path: Path, saved: bytes) -> None:
 
 def test_flipped_bytes(tmp_path: Path, saved: bytes) -> None:
     rng = random.Random(0)
-    header = 8 + struct.unpack("<Q", saved[:8])[0]
-    offsets = list(range(0, header)) + list(range(header, len(saved)))
-    for offset in offsets:
-        for mask in (0xFF, 1 << rng.randrange(8)):
-            data = bytearray(saved)
-            data[offset] ^= mask
-            load_bytes(tmp_path, bytes(data))
+    for offset in range(len(saved)):  # every byte: header, metadata, tensor data
+        data = bytearray(saved)
+        data[offset] ^= 0xFF if offset % 2 else 1 << rng.randrange(8)
+        load_bytes(tmp_path, bytes(data))
 
 
 def test_garbage_and_foreign_files(tmp_path: Path) -> None:
