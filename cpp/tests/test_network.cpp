@@ -9,7 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <numeric>
+#include <ostream>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -214,8 +214,8 @@ TEST(Init, LayoutNamesAndShapes) {
 // He uniform (sqrt(6 / in)) before relu; biases zero. The maximum must come
 // close to the bound too, or a too-small init would pass.
 TEST(Init, XavierAndHeBounds) {
-  for (Activation hidden : {Activation::Tanh, Activation::Sigmoid, Activation::Identity,
-                            Activation::Relu}) {
+  for (Activation hidden :
+       {Activation::Tanh, Activation::Sigmoid, Activation::Identity, Activation::Relu}) {
     Config c = make_config({64, 64, 32, 1}, hidden);
     c.seed = 7;
     Network net(c);
@@ -266,6 +266,8 @@ struct GradCase {
   Loss loss;
 };
 
+void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
 class FiniteDifference : public ::testing::TestWithParam<GradCase> {};
 
 // One plain SGD step changes every parameter by -lr * dL/dw. With lr = 1 the
@@ -292,12 +294,14 @@ TEST_P(FiniteDifference, SgdStepMovesWeightsByMinusLrTimesGradient) {
   const StepResult r = net.train_step(x.data(), y.data(), p_step.data());
   ASSERT_EQ(r.status, StepStatus::Trained);
   EXPECT_EQ(p_step, p_before);  // the step reports the prediction before the update
-  EXPECT_NEAR(r.loss, loss_of([&] {
-                Network probe(c);
-                import_state(probe, before);
-                return probe;
-              }(),
-                              x, y),
+  EXPECT_NEAR(r.loss,
+              loss_of(
+                  [&] {
+                    Network probe(c);
+                    import_state(probe, before);
+                    return probe;
+                  }(),
+                  x, y),
               1e-5);
   const State after = export_state(net);
 
@@ -338,9 +342,9 @@ INSTANTIATE_TEST_SUITE_P(
         GradCase{
             "identity_mse_sig", {2, 3, 2}, Activation::Identity, Activation::Sigmoid, Loss::MSE},
         GradCase{"tanh_multi_bce", {3, 4, 3}, Activation::Tanh, Activation::Sigmoid, Loss::BCE},
-        GradCase{"tanh_multi_mse", {2, 3, 3, 2}, Activation::Tanh, Activation::Identity,
-                 Loss::MSE}),
-    [](const auto& info) { return std::string(info.param.name); });
+        GradCase{
+            "tanh_multi_mse", {2, 3, 3, 2}, Activation::Tanh, Activation::Identity, Loss::MSE}),
+    [](const auto& p) { return std::string(p.param.name); });
 
 // Weight decay joins the gradient of weights only; biases see the plain
 // gradient. Two identical nets, one with decay: the difference of their
@@ -374,6 +378,8 @@ struct GuardCase {
   float momentum;
   float weight_decay;
 };
+
+void PrintTo(const GuardCase& c, std::ostream* os) { *os << c.name; }
 
 class Guard : public ::testing::TestWithParam<GuardCase> {
  protected:
@@ -415,8 +421,7 @@ TEST_P(Guard, NonFiniteInputChangesNothing) {
     std::vector<float> x{0.1f, bad, 0.3f, 0.4f};
     std::vector<float> pred(1, 123.0f);
     expect_rejected(
-        net, [&] { return net.train_step(x.data(), &y, pred.data()); },
-        StepStatus::NonFiniteInput);
+        net, [&] { return net.train_step(x.data(), &y, pred.data()); }, StepStatus::NonFiniteInput);
     EXPECT_TRUE(std::isnan(pred[0]));
     const std::vector<float> ok{0.1f, 0.2f, 0.3f, 0.4f};
     expect_rejected(
@@ -480,7 +485,97 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, Guard,
                                            GuardCase{"adam", Optimizer::Adam, 0.0f, 0.0f},
                                            GuardCase{"momentum_wd", Optimizer::SGD, 0.5f, 1e-3f},
                                            GuardCase{"adam_wd", Optimizer::Adam, 0.0f, 1e-3f}),
-                         [](const auto& info) { return std::string(info.param.name); });
+                         [](const auto& p) { return std::string(p.param.name); });
+
+// Property test of the guard over hostile magnitudes: inputs, targets and
+// learning rates spanning 40 orders of magnitude, every activation and
+// optimizer. Whatever happens, a trained step leaves only finite values and a
+// rejected one leaves the model byte-identical. (SGD has a fast path that
+// proves finiteness from running bounds instead of checking; this is where a
+// wrong bound would show.)
+TEST(GuardFuzz, NeverStoresNonFiniteValuesAndRejectsAtomically) {
+  std::mt19937 rng(2024);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  int trained = 0, rejected = 0;
+  for (Activation hidden :
+       {Activation::Tanh, Activation::Relu, Activation::Sigmoid, Activation::Identity}) {
+    for (int variant = 0; variant < 6; ++variant) {
+      const bool bce = variant % 2 == 0;
+      Config c = make_config({5, 6, 4, 2}, hidden, bce ? Activation::Sigmoid : Activation::Identity,
+                             bce ? Loss::BCE : Loss::MSE);
+      c.optimizer = variant / 2 == 2 ? Optimizer::Adam : Optimizer::SGD;
+      c.momentum = variant / 2 == 1 ? 0.9f : 0.0f;
+      c.weight_decay = variant % 3 == 0 ? 0.01f : 0.0f;
+      c.clip_norm = variant % 4 == 1 ? 1.0f : 0.0f;
+      Network net(c);
+      for (int step = 0; step < 300; ++step) {
+        const float x_scale = std::pow(10.0f, -2.0f + 27.0f * u(rng));
+        const float y_scale = bce ? 1.0f : std::pow(10.0f, 20.0f * u(rng));
+        net.set_learning_rate(std::pow(10.0f, -3.0f + 15.0f * u(rng)));
+        std::vector<float> x(5), y(2);
+        for (auto& v : x) v = normal(rng) * x_scale;
+        for (auto& v : y) v = bce ? (u(rng) < 0.5f ? 1.0f : 0.0f) : normal(rng) * y_scale;
+        const State before = export_state(net);
+        const auto steps = net.steps(), rejects = net.rejected_steps();
+        const StepResult r = net.train_step(x.data(), y.data(), nullptr);
+        const State after = export_state(net);
+        if (r.status == StepStatus::Trained) {
+          ++trained;
+          ASSERT_EQ(net.steps(), steps + 1);
+          for (const auto& t : after.tensors) {
+            for (float v : t) ASSERT_TRUE(std::isfinite(v)) << to_string(hidden) << " " << variant;
+          }
+        } else {
+          ++rejected;
+          ASSERT_NE(r.status, StepStatus::NonFiniteInput);
+          ASSERT_EQ(net.rejected_steps(), rejects + 1);
+          ASSERT_TRUE(after == before) << to_string(hidden) << " " << variant << " step " << step;
+        }
+      }
+    }
+  }
+  // Both outcomes were exercised often, or the test proved nothing.
+  EXPECT_GT(trained, 1000);
+  EXPECT_GT(rejected, 1000);
+}
+
+// The SGD fast path (bounds prove the update finite) and the checked slow
+// path must compute the same update. Network `slow` carries weights of 1e19
+// on input 0, which is always 0: they change no sum (0 * 1e19 == 0), but
+// their bound keeps every step of `slow` on the checked path.
+TEST(GuardPaths, FastAndCheckedSgdUpdatesAreIdentical) {
+  for (float momentum : {0.0f, 0.9f}) {
+    Config c = make_config({4, 8, 3, 1}, Activation::Relu, Activation::Identity, Loss::MSE);
+    c.momentum = momentum;
+    c.weight_decay = 0.01f;
+    c.clip_norm = 2.0f;
+    c.learning_rate = 0.05f;
+    Network fast(c), slow(c);
+    State s = export_state(fast);
+    for (std::size_t o = 0; o < 8; ++o) s.tensors[0][o] = 0.25f;  // row of input 0
+    import_state(fast, s);
+    // 1e19: still above the fast path's 1e18 limit after 200 steps of decay.
+    for (std::size_t o = 0; o < 8; ++o) s.tensors[0][o] = 1e19f;
+    import_state(slow, s);
+    std::mt19937 rng(8);
+    for (int step = 0; step < 200; ++step) {
+      auto x = random_vector(4, rng);
+      x[0] = 0.0f;
+      const float y = x[1] - x[2] * x[3];
+      ASSERT_EQ(fast.train_step(x.data(), &y, nullptr).status, StepStatus::Trained);
+      ASSERT_EQ(slow.train_step(x.data(), &y, nullptr).status, StepStatus::Trained);
+    }
+    const State a = export_state(fast), b = export_state(slow);
+    for (std::size_t t = 0; t < a.tensors.size(); ++t) {
+      const bool first_weights = t % 6 == 0;  // layers.0.weight of each buffer (3 layers)
+      for (std::size_t i = first_weights ? 8 : 0; i < a.tensors[t].size(); ++i) {
+        ASSERT_EQ(a.tensors[t][i], b.tensors[t][i]) << "momentum " << momentum << " t " << t;
+      }
+    }
+    EXPECT_NE(a.tensors[2], export_state(Network(c)).tensors[2]);  // it did train
+  }
+}
 
 // ------------------------------------------------------------ sparse steps
 
@@ -550,8 +645,7 @@ TEST(Sparse, LazyUpdateLeavesInactiveRowsUntouched) {
       const std::int32_t idx[] = {1, 7 + step % 3, 20};
       const auto val = random_vector(3, rng);
       const float y = 1.0f;
-      ASSERT_EQ(net.train_step_sparse(idx, val.data(), 3, &y, nullptr).status,
-                StepStatus::Trained);
+      ASSERT_EQ(net.train_step_sparse(idx, val.data(), 3, &y, nullptr).status, StepStatus::Trained);
     }
     const State s1 = export_state(net);
     const std::size_t out = 4;

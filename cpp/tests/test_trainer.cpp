@@ -62,6 +62,7 @@ struct Stream {
 TEST(TrainerStress, ConcurrentTrainingAndPrediction) {
   constexpr int kTrainers = 4, kReaders = 4;
   constexpr std::size_t kRows = 3000, kNanEvery = 97;
+  constexpr int kMaxReads = 20000;
   Trainer trainer(small_config());
   std::vector<Stream> streams;
   std::size_t expected_rejected = 0;
@@ -70,15 +71,26 @@ TEST(TrainerStress, ConcurrentTrainingAndPrediction) {
     expected_rejected += kRows / kNanEvery;
   }
 
-  std::atomic<int> trainers_left{kTrainers};
+  std::atomic<int> trainers_left{kTrainers}, readers_left{kReaders};
   std::atomic<bool> reader_failed{false};
   std::atomic<std::uint64_t> predictions_made{0};
+  // Reads that saw training in progress. The whole training takes a few ms,
+  // so on a loaded machine the scheduler could run it before any reader;
+  // trainers therefore pause half-way until a reader has seen them there.
+  std::atomic<std::uint64_t> mid_training_reads{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kTrainers; ++t) {
     threads.emplace_back([&, t] {
       const Stream& s = streams[t];
       std::size_t r = 0;
+      bool paused = false;
       while (r < kRows) {
+        if (!paused && r >= kRows / 2) {
+          paused = true;
+          while (mid_training_reads.load() == 0 && readers_left.load() > 0) {
+            std::this_thread::yield();
+          }
+        }
         if ((r / 50) % 2 == 0) {
           trainer.train_step(&s.X[r * 4], &s.Y[r], nullptr);
           ++r;
@@ -99,8 +111,10 @@ TEST(TrainerStress, ConcurrentTrainingAndPrediction) {
       std::uniform_real_distribution<float> u(-3.0f, 3.0f);
       std::vector<float> X(8 * 4), out(8);
       Counters last{0, 0};
-      // Keep reading until every trainer is done, and at least a while.
-      for (int iter = 0; trainers_left.load() > 0 || iter < 200; ++iter) {
+      // Read while the trainers run (at least 200 times). The cap bounds the
+      // run time: std::shared_mutex on glibc prefers readers, so 4 readers on
+      // 2 cores can starve the trainers for a long time (writer starvation).
+      for (int iter = 0; (trainers_left.load() > 0 && iter < kMaxReads) || iter < 200; ++iter) {
         for (auto& v : X) v = u(rng);
         trainer.predict(8, X.data(), out.data());
         for (float p : out) {
@@ -108,15 +122,20 @@ TEST(TrainerStress, ConcurrentTrainingAndPrediction) {
         }
         const Counters c = trainer.counters();
         if (c.steps < last.steps || c.rejected_steps < last.rejected_steps) reader_failed = true;
+        const std::uint64_t seen = c.steps + c.rejected_steps;
+        if (seen > 0 && seen < std::uint64_t{kTrainers} * kRows) mid_training_reads.fetch_add(1);
         last = c;
         predictions_made.fetch_add(8);
+        std::this_thread::yield();  // a gap for the trainers (see above)
       }
+      readers_left.fetch_sub(1);
     });
   }
   for (auto& th : threads) th.join();
 
   EXPECT_FALSE(reader_failed.load());
   EXPECT_GT(predictions_made.load(), 0u);
+  EXPECT_GT(mid_training_reads.load(), 0u);
   const Counters c = trainer.counters();
   EXPECT_EQ(c.steps + c.rejected_steps, std::uint64_t{kTrainers} * kRows);
   EXPECT_EQ(c.rejected_steps, expected_rejected);
@@ -261,8 +280,7 @@ TEST(Csr, BadRowRejectsTheWholeBatchUpFront) {
   const std::vector<float> val(6, 0.5f), Y{1, 0, 1};
   const CsrView v{3, ptr.data(), idx.data(), val.data()};
   std::vector<float> out(3);
-  EXPECT_THROW(t.train_batch_sparse(v, Y.data(), nullptr, nullptr, nullptr),
-               std::invalid_argument);
+  EXPECT_THROW(t.train_batch_sparse(v, Y.data(), nullptr, nullptr, nullptr), std::invalid_argument);
   EXPECT_THROW(t.predict_sparse(v, out.data()), std::invalid_argument);
   const Counters c = t.counters();
   EXPECT_EQ(c.steps + c.rejected_steps, 0u);
@@ -276,8 +294,8 @@ TEST(Csr, SparseBatchEqualsSparseSteps) {
   const std::vector<float> val{0.5f, -1.0f, 2.0f, 0.25f, -0.5f}, Y{1, 0, 1};
   std::vector<float> la(3), lb(3);
   for (std::size_t r = 0; r < 3; ++r) {
-    la[r] = a.train_step_sparse(&idx[ptr[r]], &val[ptr[r]], ptr[r + 1] - ptr[r], &Y[r], nullptr)
-                .loss;
+    la[r] =
+        a.train_step_sparse(&idx[ptr[r]], &val[ptr[r]], ptr[r + 1] - ptr[r], &Y[r], nullptr).loss;
   }
   b.train_batch_sparse({3, ptr.data(), idx.data(), val.data()}, Y.data(), lb.data(), nullptr,
                        nullptr);

@@ -1,0 +1,141 @@
+"""``livelearn.Network`` from several Python threads: GIL release and locking.
+
+No wall-clock thresholds: progress made by one thread while another is inside
+a native call is compared with the progress the same thread makes alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from livelearn import Network
+
+ROWS = 2_000_000
+
+
+@pytest.fixture(scope="module")
+def big_batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(ROWS, 4)).astype(np.float32)
+    return X, (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+
+
+class Counter(threading.Thread):
+    """Counts as fast as pure Python can; only runs while it holds the GIL."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.count = 0
+        self.stop = False
+
+    def run(self) -> None:
+        while not self.stop:
+            self.count += 1
+
+
+def count_during(action) -> tuple[int, float]:
+    counter = Counter()
+    counter.start()
+    while counter.count == 0:  # running before we measure
+        time.sleep(0.001)
+    start_count, t0 = counter.count, time.perf_counter()
+    action()
+    elapsed = time.perf_counter() - t0
+    done = counter.count - start_count
+    counter.stop = True
+    counter.join()
+    return done, elapsed
+
+
+def test_train_batch_releases_the_gil(big_batch):
+    X, Y = big_batch
+    net = Network(layers=[4, 16, 8, 1], seed=0)
+    during, elapsed = count_during(lambda: net.train_batch(X, Y))
+    assert net.steps == ROWS
+    # Baseline: the counter alone, for as long as train_batch took. A call
+    # that held the GIL would leave it (almost) no turns at all.
+    alone, _ = count_during(lambda: time.sleep(elapsed))
+    assert during > 0.3 * alone, (during, alone)
+
+
+def test_busy_python_loop_baseline_starves_the_counter():
+    """Control for the test above: code holding the GIL does block the counter."""
+    import sys
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)  # longer than the loop: the main thread keeps the GIL
+    try:
+
+        def busy():
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 0.1:
+                pass
+
+        held, _ = count_during(busy)
+    finally:
+        sys.setswitchinterval(old)
+    alone, _ = count_during(lambda: time.sleep(0.1))
+    assert held < 0.3 * alone, (held, alone)
+
+
+def test_predict_runs_during_a_long_train_batch(big_batch):
+    """The lock is taken per step, so predictions interleave with a batch."""
+    X, Y = big_batch
+    net = Network(layers=[4, 16, 8, 1], seed=0)
+    trainer = threading.Thread(target=net.train_batch, args=(X, Y))
+    probe = np.array([[0.5, 0.5, -0.5, 0.1]], np.float32)
+    seen_steps = []
+    trainer.start()
+    while trainer.is_alive():
+        p = net.predict(probe)
+        assert np.isfinite(p).all() and 0 <= p[0, 0] <= 1
+        seen_steps.append(net.steps)
+    trainer.join()
+    mid_batch = [s for s in seen_steps if 0 < s < ROWS]
+    assert len(set(mid_batch)) >= 3, f"only {len(set(mid_batch))} distinct mid-batch step counts"
+    assert seen_steps == sorted(seen_steps)
+    assert net.steps == ROWS
+
+
+def test_concurrent_training_accounts_for_every_step():
+    net = Network(layers=[4, 8, 1], learning_rate=0.01, seed=0)
+    n_threads, rows = 4, 5000
+    errors = []
+
+    def work(i: int) -> None:
+        try:
+            rng = np.random.default_rng(i)
+            X = rng.normal(size=(rows, 4)).astype(np.float32)
+            X[::100, 0] = np.nan  # 50 rejected rows per thread
+            Y = (rng.random(rows) < 0.5).astype(np.float32)
+            half = rows // 2
+            losses = net.train_batch(X[:half], Y[:half])
+            assert np.isnan(losses[::100]).all()
+            for x, y in zip(X[half : half + 100], Y[half : half + 100], strict=True):
+                with contextlib.suppress(ValueError):
+                    net.train_step(x, y)
+            net.train_batch_detailed(X[half + 100 :], Y[half + 100 :])
+        except Exception as e:  # surfaced in the main thread
+            errors.append(e)
+
+    def read() -> None:
+        probe = np.zeros((8, 4), np.float32)
+        while any(t.is_alive() for t in workers):
+            if not np.isfinite(net.predict(probe)).all():
+                errors.append(AssertionError("non-finite prediction"))
+            net.get_state()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in workers + readers:
+        t.start()
+    for t in workers + readers:
+        t.join()
+    assert not errors, errors
+    assert net.steps + net.rejected_steps == n_threads * rows
+    assert net.rejected_steps == n_threads * rows // 100
