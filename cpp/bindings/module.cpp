@@ -33,7 +33,8 @@ using I64 = py::array_t<std::int64_t, kCast>;
 template <class Arr>
 Arr converted(const py::array& arr, const char* name) {
   Arr out = Arr::ensure(arr);
-  if (!out) type_error(std::string(name) + ": cannot convert dtype " + std::string(py::str(arr.dtype())));
+  if (!out)
+    type_error(std::string(name) + ": cannot convert dtype " + std::string(py::str(arr.dtype())));
   return out;
 }
 
@@ -104,7 +105,25 @@ void expect_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, 
     ok = s < 0 || a.shape(i) == s;
     ++i;
   }
-  if (!ok) value_error(std::string(name) + ": expected shape " + expected + ", got " + shape_str(a));
+  if (!ok)
+    value_error(std::string(name) + ": expected shape " + expected + ", got " + shape_str(a));
+}
+
+// numpy.bool_ is not a Python bool but must not pass as a number either.
+bool is_bool(py::handle h) {
+  return PyBool_Check(h.ptr()) ||
+         std::string(py::str(py::type::of(h).attr("__name__"))) == "bool_" ||
+         std::string(py::str(py::type::of(h).attr("__name__"))) == "bool";
+}
+
+// Python ints and numpy integer scalars (anything with __index__), not bools.
+bool is_integer(py::handle h) { return !is_bool(h) && PyIndex_Check(h.ptr()); }
+
+// numpy floating and integer scalars.
+bool is_numpy_real(py::handle h) {
+  if (is_bool(h)) return false;
+  py::object numpy = py::module_::import("numpy");
+  return py::isinstance(h, numpy.attr("floating")) || py::isinstance(h, numpy.attr("integer"));
 }
 
 float to_float(py::handle obj, const char* name) {
@@ -114,8 +133,10 @@ float to_float(py::handle obj, const char* name) {
                std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
   const double v = py::cast<double>(obj);
-  if (!std::isfinite(v)) value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
-  if (std::fabs(v) > std::numeric_limits<float>::max()) value_error(std::string(name) + ": out of float32 range");
+  if (!std::isfinite(v))
+    value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
+  if (std::fabs(v) > std::numeric_limits<float>::max())
+    value_error(std::string(name) + ": out of float32 range");
   return static_cast<float>(v);
 }
 
@@ -158,13 +179,16 @@ struct Csr {
 };
 
 Csr as_csr(py::handle indptr, py::handle indices, py::handle values) {
-  Csr c{as_int<std::int64_t, I64>(indptr, "indptr"), as_int<std::int32_t, I32>(indices, "indices"),
-        as_f32(values, "values"), {}};
+  Csr c{as_int<std::int64_t, I64>(indptr, "indptr"),
+        as_int<std::int32_t, I32>(indices, "indices"),
+        as_f32(values, "values"),
+        {}};
   if (c.indptr.ndim() != 1 || c.indptr.size() < 1) value_error("indptr: expected shape (n + 1,)");
-  if (c.indices.ndim() != 1) value_error("indices: expected a 1-D array, got " + shape_str(c.indices));
+  if (c.indices.ndim() != 1)
+    value_error("indices: expected a 1-D array, got " + shape_str(c.indices));
   if (c.values.ndim() != 1 || c.values.size() != c.indices.size()) {
-    value_error("values: expected shape (" + std::to_string(c.indices.size()) + ",) like indices, got " +
-                shape_str(c.values));
+    value_error("values: expected shape (" + std::to_string(c.indices.size()) +
+                ",) like indices, got " + shape_str(c.values));
   }
   const std::int64_t last = c.indptr.data()[c.indptr.size() - 1];
   if (last != c.indices.size()) {
@@ -196,7 +220,8 @@ class PyNetwork {
                      std::to_string(loss) + "); the model is unchanged");
 }
 
-py::tuple detailed(std::size_t n, std::size_t k, const std::function<void(float*, float*, StepStatus*)>& run) {
+py::tuple detailed(std::size_t n, std::size_t k,
+                   const std::function<void(float*, float*, StepStatus*)>& run) {
   py::array_t<float> losses(static_cast<py::ssize_t>(n));
   py::array_t<float> preds({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
   py::array_t<std::uint8_t> status(static_cast<py::ssize_t>(n));
@@ -220,11 +245,12 @@ Config make_config(py::handle layers, const std::string& activation, const std::
   }
   c.layers.clear();
   for (py::handle item : py::reinterpret_borrow<py::sequence>(layers)) {
-    if (PyBool_Check(item.ptr()) || !PyLong_Check(item.ptr())) {
+    if (!is_integer(item)) {
       type_error("layers: expected ints, got " +
                  std::string(py::str(py::type::of(item).attr("__name__"))));
     }
-    const long long v = PyLong_AsLongLong(item.ptr());
+    const long long v =
+        py::cast<long long>(py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr())));
     if (PyErr_Occurred() || v < 0 || v > std::numeric_limits<int>::max()) {
       PyErr_Clear();
       value_error("layers: every layer needs between 1 and 2^31 - 1 units");
@@ -236,7 +262,7 @@ Config make_config(py::handle layers, const std::string& activation, const std::
   c.loss = parse_loss(loss);
   c.optimizer = parse_optimizer(optimizer);
   auto number = [](py::handle h, const char* name) -> float {
-    if (PyBool_Check(h.ptr()) || !(PyFloat_Check(h.ptr()) || PyLong_Check(h.ptr()))) {
+    if (is_bool(h) || !(PyFloat_Check(h.ptr()) || PyLong_Check(h.ptr()) || is_numpy_real(h))) {
       type_error(std::string(name) + ": expected a number, got " +
                  std::string(py::str(py::type::of(h).attr("__name__"))));
     }
@@ -247,13 +273,15 @@ Config make_config(py::handle layers, const std::string& activation, const std::
   c.weight_decay = number(weight_decay, "weight_decay");
   if (!clip_norm.is_none()) {
     c.clip_norm = number(clip_norm, "clip_norm");
-    if (!(c.clip_norm > 0.0f)) value_error("clip_norm: must be finite and > 0 (or None to disable)");
+    if (!(c.clip_norm > 0.0f))
+      value_error("clip_norm: must be finite and > 0 (or None to disable)");
   }
   c.beta1 = number(beta1, "beta1");
   c.beta2 = number(beta2, "beta2");
   c.epsilon = number(epsilon, "epsilon");
-  if (PyBool_Check(seed.ptr()) || !PyLong_Check(seed.ptr())) type_error("seed: expected an int");
-  const unsigned long long s = PyLong_AsUnsignedLongLong(seed.ptr());
+  if (!is_integer(seed)) type_error("seed: expected an int");
+  py::object seed_int = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
+  const unsigned long long s = PyLong_AsUnsignedLongLong(seed_int.ptr());
   if (PyErr_Occurred()) {
     PyErr_Clear();
     value_error("seed: must be an int in [0, 2^64)");
@@ -268,11 +296,11 @@ Config make_config(py::handle layers, const std::string& activation, const std::
 PYBIND11_MODULE(_core, m) {
   m.doc() = "livelearn native core: a thread-safe multi-layer perceptron (see livelearn.Network).";
   py::register_exception<StepRejected>(m, "StepRejected", PyExc_ValueError);
-  m.attr("STATUS_NAMES") = py::make_tuple(to_string(StepStatus::Trained),
-                                          to_string(StepStatus::NonFiniteInput),
-                                          to_string(StepStatus::NonFiniteLoss),
-                                          to_string(StepStatus::NonFiniteUpdate));
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LIVELEARN_NO_DISPATCH)
+  m.attr("STATUS_NAMES") =
+      py::make_tuple(to_string(StepStatus::Trained), to_string(StepStatus::NonFiniteInput),
+                     to_string(StepStatus::NonFiniteLoss), to_string(StepStatus::NonFiniteUpdate));
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(LIVELEARN_NO_DISPATCH)
   m.attr("RUNTIME_DISPATCH") = true;
 #else
   m.attr("RUNTIME_DISPATCH") = false;
@@ -315,15 +343,16 @@ PYBIND11_MODULE(_core, m) {
           [](PyNetwork& self, py::handle indices, py::handle values, py::handle y) {
             I32 idx = as_int<std::int32_t, I32>(indices, "indices");
             F32 val = as_f32(values, "values");
-            if (idx.ndim() != 1) value_error("indices: expected a 1-D array, got " + shape_str(idx));
+            if (idx.ndim() != 1)
+              value_error("indices: expected a 1-D array, got " + shape_str(idx));
             expect_shape(val, {idx.size()}, "values", "(" + std::to_string(idx.size()) + ",)");
             Labels t = target_of(y, self.n_out());
             const float* yp = t.data ? t.data : &t.scalar;
             StepResult r;
             {
               py::gil_scoped_release release;
-              r = self.trainer().train_step_sparse(idx.data(), val.data(),
-                                                   static_cast<std::size_t>(idx.size()), yp, nullptr);
+              r = self.trainer().train_step_sparse(
+                  idx.data(), val.data(), static_cast<std::size_t>(idx.size()), yp, nullptr);
             }
             if (r.status != StepStatus::Trained) raise_rejected(r.status, r.loss);
             return r.loss;
@@ -393,9 +422,11 @@ PYBIND11_MODULE(_core, m) {
             const auto k = static_cast<py::ssize_t>(self.n_out());
             const bool single = xa.ndim() == 1;
             if (single) {
-              expect_shape(xa, {n_in}, "X", "(" + std::to_string(n_in) + ",) or (n, " + std::to_string(n_in) + ")");
+              expect_shape(xa, {n_in}, "X",
+                           "(" + std::to_string(n_in) + ",) or (n, " + std::to_string(n_in) + ")");
             } else {
-              expect_shape(xa, {-1, n_in}, "X", "(n, " + std::to_string(n_in) + ") or (" + std::to_string(n_in) + ",)");
+              expect_shape(xa, {-1, n_in}, "X",
+                           "(n, " + std::to_string(n_in) + ") or (" + std::to_string(n_in) + ",)");
             }
             const py::ssize_t n = single ? 1 : xa.shape(0);
             py::array_t<float> out = single ? py::array_t<float>(k) : py::array_t<float>({n, k});
@@ -411,8 +442,8 @@ PYBIND11_MODULE(_core, m) {
           "predict_sparse",
           [](const PyNetwork& self, py::handle indptr, py::handle indices, py::handle values) {
             Csr c = as_csr(indptr, indices, values);
-            py::array_t<float> out({static_cast<py::ssize_t>(c.view.rows),
-                                    static_cast<py::ssize_t>(self.n_out())});
+            py::array_t<float> out(
+                {static_cast<py::ssize_t>(c.view.rows), static_cast<py::ssize_t>(self.n_out())});
             float* o = out.mutable_data();
             {
               py::gil_scoped_release release;
@@ -444,7 +475,8 @@ PYBIND11_MODULE(_core, m) {
                c = self.trainer().export_state(dest);
              }
              py::dict state;
-             for (std::size_t i = 0; i < layout.size(); ++i) state[py::str(layout[i].name)] = arrays[i];
+             for (std::size_t i = 0; i < layout.size(); ++i)
+               state[py::str(layout[i].name)] = arrays[i];
              py::array_t<std::int64_t> steps(std::vector<py::ssize_t>{});
              py::array_t<std::int64_t> rejected(std::vector<py::ssize_t>{});
              *steps.mutable_data() = static_cast<std::int64_t>(c.steps);
@@ -456,7 +488,8 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "set_state",
           [](PyNetwork& self, py::handle state_obj) {
-            if (!PyDict_Check(state_obj.ptr())) type_error("state: expected a dict of arrays (from get_state())");
+            if (!PyDict_Check(state_obj.ptr()))
+              type_error("state: expected a dict of arrays (from get_state())");
             auto state = py::reinterpret_borrow<py::dict>(state_obj);
             const auto layout = self.trainer().state_layout();
             std::vector<F32> keep;
@@ -465,11 +498,13 @@ PYBIND11_MODULE(_core, m) {
               if (!state.contains(t.name)) value_error("state: missing tensor '" + t.name + "'");
               py::handle v = state[py::str(t.name)];
               py::array a = as_numeric_array(v, t.name.c_str());
-              if (a.dtype().kind() != 'f') type_error("state: tensor '" + t.name + "' must be floating point");
+              if (a.dtype().kind() != 'f')
+                type_error("state: tensor '" + t.name + "' must be floating point");
               std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
               if (shape != std::vector<py::ssize_t>(t.shape.begin(), t.shape.end())) {
                 std::string expected = "(";
-                for (std::size_t i = 0; i < t.shape.size(); ++i) expected += (i ? ", " : "") + std::to_string(t.shape[i]);
+                for (std::size_t i = 0; i < t.shape.size(); ++i)
+                  expected += (i ? ", " : "") + std::to_string(t.shape[i]);
                 value_error("state: tensor '" + t.name + "' has shape " + shape_str(a) +
                             ", expected " + expected + (t.shape.size() == 1 ? ",)" : ")"));
               }
@@ -480,7 +515,8 @@ PYBIND11_MODULE(_core, m) {
             const char* names[] = {"counters.steps", "counters.rejected_steps"};
             std::uint64_t* fields[] = {&c.steps, &c.rejected_steps};
             for (int i = 0; i < 2; ++i) {
-              if (!state.contains(names[i])) value_error(std::string("state: missing counter '") + names[i] + "'");
+              if (!state.contains(names[i]))
+                value_error(std::string("state: missing counter '") + names[i] + "'");
               py::array a = as_numeric_array(state[names[i]], names[i]);
               if (a.size() != 1 || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')) {
                 value_error(std::string("state: counter '") + names[i] + "' must be one integer");
@@ -495,35 +531,62 @@ PYBIND11_MODULE(_core, m) {
                 const auto key = py::cast<std::string>(py::str(item.first));
                 bool known = key == names[0] || key == names[1];
                 for (const auto& t : layout) known |= key == t.name;
-                if (!known) value_error("state: unexpected tensor '" + key + "' for this network's configuration");
+                if (!known)
+                  value_error("state: unexpected tensor '" + key +
+                              "' for this network's configuration");
               }
             }
             py::gil_scoped_release release;
             self.trainer().import_state(src, c);
           },
           py::arg("state"))
-      .def_property_readonly("steps", [](const PyNetwork& s) { return s.trainer().counters().steps; })
-      .def_property_readonly("rejected_steps",
-                             [](const PyNetwork& s) { return s.trainer().counters().rejected_steps; })
+      .def_property_readonly("steps",
+                             [](const PyNetwork& s) { return s.trainer().counters().steps; })
+      .def_property_readonly(
+          "rejected_steps",
+          [](const PyNetwork& s) { return s.trainer().counters().rejected_steps; })
       .def_property_readonly("n_inputs", &PyNetwork::n_in)
       .def_property_readonly("n_outputs", &PyNetwork::n_out)
-      .def_property_readonly("n_parameters", [](const PyNetwork& s) { return s.trainer().n_parameters(); })
-      .def_property_readonly("layers", [](const PyNetwork& s) { return s.trainer().config().layers; })
-      .def_property_readonly("activation", [](const PyNetwork& s) { return to_string(s.trainer().config().hidden_activation); })
-      .def_property_readonly("output", [](const PyNetwork& s) { return to_string(s.trainer().config().output_activation); })
-      .def_property_readonly("loss", [](const PyNetwork& s) { return to_string(s.trainer().config().loss); })
-      .def_property_readonly("optimizer", [](const PyNetwork& s) { return to_string(s.trainer().config().optimizer); })
+      .def_property_readonly("n_parameters",
+                             [](const PyNetwork& s) { return s.trainer().n_parameters(); })
+      .def_property_readonly("layers",
+                             [](const PyNetwork& s) { return s.trainer().config().layers; })
+      .def_property_readonly(
+          "activation",
+          [](const PyNetwork& s) { return to_string(s.trainer().config().hidden_activation); })
+      .def_property_readonly(
+          "output",
+          [](const PyNetwork& s) { return to_string(s.trainer().config().output_activation); })
+      .def_property_readonly(
+          "loss", [](const PyNetwork& s) { return to_string(s.trainer().config().loss); })
+      .def_property_readonly(
+          "optimizer", [](const PyNetwork& s) { return to_string(s.trainer().config().optimizer); })
       .def_property(
-          "learning_rate", [](const PyNetwork& s) { return static_cast<double>(s.trainer().learning_rate()); },
-          [](PyNetwork& s, py::handle lr) { s.trainer().set_learning_rate(to_float(lr, "learning_rate")); })
-      .def_property_readonly("momentum", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().momentum); })
-      .def_property_readonly("weight_decay", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().weight_decay); })
-      .def_property_readonly("clip_norm", [](const PyNetwork& s) -> py::object {
-        if (!s.clip_set()) return py::none();
-        return py::float_(static_cast<double>(s.trainer().config().clip_norm));
-      })
+          "learning_rate",
+          [](const PyNetwork& s) { return static_cast<double>(s.trainer().learning_rate()); },
+          [](PyNetwork& s, py::handle lr) {
+            s.trainer().set_learning_rate(to_float(lr, "learning_rate"));
+          })
+      .def_property_readonly(
+          "momentum",
+          [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().momentum); })
+      .def_property_readonly(
+          "weight_decay",
+          [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().weight_decay); })
+      .def_property_readonly(
+          "clip_norm",
+          [](const PyNetwork& s) -> py::object {
+            if (!s.clip_set()) return py::none();
+            return py::float_(static_cast<double>(s.trainer().config().clip_norm));
+          })
       .def_property_readonly("seed", [](const PyNetwork& s) { return s.trainer().config().seed; })
-      .def_property_readonly("beta1", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().beta1); })
-      .def_property_readonly("beta2", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().beta2); })
-      .def_property_readonly("epsilon", [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().epsilon); });
+      .def_property_readonly(
+          "beta1",
+          [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().beta1); })
+      .def_property_readonly(
+          "beta2",
+          [](const PyNetwork& s) { return static_cast<double>(s.trainer().config().beta2); })
+      .def_property_readonly("epsilon", [](const PyNetwork& s) {
+        return static_cast<double>(s.trainer().config().epsilon);
+      });
 }

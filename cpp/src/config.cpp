@@ -64,7 +64,8 @@ Activation parse_activation(const std::string& name, const char* parameter) {
   if (name == "relu") return Activation::Relu;
   if (name == "sigmoid") return Activation::Sigmoid;
   if (name == "identity" || name == "linear") return Activation::Identity;
-  fail(parameter, "unknown activation '" + name + "' (expected 'tanh', 'relu', 'sigmoid' or 'identity')");
+  fail(parameter,
+       "unknown activation '" + name + "' (expected 'tanh', 'relu', 'sigmoid' or 'identity')");
 }
 
 Loss parse_loss(const std::string& name) {
@@ -81,10 +82,14 @@ Optimizer parse_optimizer(const std::string& name) {
 
 const char* to_string(Activation a) {
   switch (a) {
-    case Activation::Identity: return "identity";
-    case Activation::Tanh: return "tanh";
-    case Activation::Relu: return "relu";
-    case Activation::Sigmoid: return "sigmoid";
+    case Activation::Identity:
+      return "identity";
+    case Activation::Tanh:
+      return "tanh";
+    case Activation::Relu:
+      return "relu";
+    case Activation::Sigmoid:
+      return "sigmoid";
   }
   return "?";
 }

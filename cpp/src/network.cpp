@@ -30,10 +30,14 @@ namespace livelearn {
 
 const char* to_string(StepStatus s) {
   switch (s) {
-    case StepStatus::Trained: return "trained";
-    case StepStatus::NonFiniteInput: return "non-finite input";
-    case StepStatus::NonFiniteLoss: return "non-finite loss";
-    case StepStatus::NonFiniteUpdate: return "non-finite gradient or update";
+    case StepStatus::Trained:
+      return "trained";
+    case StepStatus::NonFiniteInput:
+      return "non-finite input";
+    case StepStatus::NonFiniteLoss:
+      return "non-finite loss";
+    case StepStatus::NonFiniteUpdate:
+      return "non-finite gradient or update";
   }
   return "?";
 }
@@ -56,12 +60,24 @@ struct Dynamic {
 template <class F>
 LL_INLINE void with_width(std::size_t n, F&& f) {
   switch (n) {
-    case 1: f(Fixed<1>{}); return;
-    case 8: f(Fixed<8>{}); return;
-    case 16: f(Fixed<16>{}); return;
-    case 32: f(Fixed<32>{}); return;
-    case 64: f(Fixed<64>{}); return;
-    default: f(Dynamic{}); return;
+    case 1:
+      f(Fixed<1>{});
+      return;
+    case 8:
+      f(Fixed<8>{});
+      return;
+    case 16:
+      f(Fixed<16>{});
+      return;
+    case 32:
+      f(Fixed<32>{});
+      return;
+    case 64:
+      f(Fixed<64>{});
+      return;
+    default:
+      f(Dynamic{});
+      return;
   }
 }
 
@@ -76,8 +92,8 @@ LL_INLINE int any_not_finite(const float* __restrict v, std::size_t n) {
   std::size_t i = 0;
   for (; i + B <= n; i += B) {
     int block = 0;
-    _Pragma("omp simd reduction(|:block)")
-    for (std::size_t j = 0; j < B; ++j) block |= not_finite(v[i + j]);
+    _Pragma("omp simd reduction(|:block)") for (std::size_t j = 0; j < B; ++j) block |=
+        not_finite(v[i + j]);
     bad |= block;
   }
   for (; i < n; ++i) bad |= not_finite(v[i]);
@@ -98,12 +114,12 @@ LL_INLINE void activate(Activation act, float* __restrict a, std::size_t n_rt) {
       break;
     case Activation::Relu:
       LL_SIMD  // `a < 0 ? 0 : a` keeps NaN, unlike max(a, 0)
-      for (std::size_t i = 0; i < n; ++i) a[i] = a[i] < 0.0f ? 0.0f : a[i];
+          for (std::size_t i = 0; i < n; ++i) a[i] = a[i] < 0.0f ? 0.0f : a[i];
       break;
-    case Activation::Identity: break;
+    case Activation::Identity:
+      break;
   }
 }
-
 
 // z = b + x @ W, W input-major (in x out).
 template <class Wd>
@@ -165,8 +181,8 @@ LL_INLINE float derivative_times(float s, float a) {
 // produced, while tracking bounds on |a| and |da| for the non-finite guard.
 template <class Wd, Activation Act>
 LL_INLINE void backprop(const float* __restrict W, std::size_t in, std::size_t out_rt,
-                        const float* __restrict d, const float* __restrict a,
-                        float* __restrict da, float& amax, float& dmax) {
+                        const float* __restrict d, const float* __restrict a, float* __restrict da,
+                        float& amax, float& dmax) {
   const std::size_t out = Wd::get(out_rt);
   for (std::size_t i = 0; i < in; ++i) {
     const float* w = W + i * out;
@@ -182,10 +198,11 @@ LL_INLINE void backprop(const float* __restrict W, std::size_t in, std::size_t o
   }
 }
 
-LL_INLINE float sum_squares(const float* v, std::size_t n) {
-  float s = 0.0f;
+// In double: squares of large finite floats must not overflow the clip norm.
+LL_INLINE double sum_squares(const float* v, std::size_t n) {
+  double s = 0.0;
   LL_SIMD_SUM
-  for (std::size_t i = 0; i < n; ++i) s += v[i] * v[i];
+  for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(v[i]) * v[i];
   return s;
 }
 
@@ -290,8 +307,8 @@ LL_INLINE void update_all(const UpdateView& u) {
         update_row<K, Wd>(u.P + off, u.M ? u.M + off : nullptr, u.V ? u.V + off : nullptr, d, out,
                           u.scale * a[j], u.wd, u.h);
       }
-      update_row<K, Wd>(u.P + layer.b, u.M ? u.M + layer.b : nullptr,
-                        u.V ? u.V + layer.b : nullptr, d, out, u.scale, 0.0f, u.h);
+      update_row<K, Wd>(u.P + layer.b, u.M ? u.M + layer.b : nullptr, u.V ? u.V + layer.b : nullptr,
+                        d, out, u.scale, 0.0f, u.h);
     });
   }
 }
@@ -319,7 +336,8 @@ Network::Network(const Config& config) : config_(config) {
   const auto& sizes = config_.layers;
   std::size_t offset = 0, act = 0;
   for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
-    LayerSpan layer{static_cast<std::size_t>(sizes[l]), static_cast<std::size_t>(sizes[l + 1]), 0, 0};
+    LayerSpan layer{static_cast<std::size_t>(sizes[l]), static_cast<std::size_t>(sizes[l + 1]), 0,
+                    0};
     layer.w = offset;
     offset += layer.in * layer.out;
     layer.b = offset;
@@ -352,7 +370,8 @@ Network::Network(const Config& config) : config_(config) {
     for (std::size_t i = 0; i < layer.in * layer.out; ++i) {
       W[i] = static_cast<float>(bound * rng.symmetric());
     }
-  }  rescan_bounds();
+  }
+  rescan_bounds();
 }
 
 template <bool Sparse>
@@ -626,8 +645,7 @@ LL_CLONES void Network::predict(const float* x, float* out, ForwardScratch& scra
 }
 
 LL_CLONES void Network::predict_sparse(const std::int32_t* indices, const float* values,
-                                       std::size_t nnz, float* out,
-                                       ForwardScratch& scratch) const {
+                                       std::size_t nnz, float* out, ForwardScratch& scratch) const {
   forward_only<true>(config_, layers_, params_.data(), values, indices, nnz, out, scratch);
 }
 
@@ -721,7 +739,8 @@ void Network::import_state(const std::vector<const float*>& sources) {
     if (t % per_buffer == 0) offset = 0;
     std::memcpy(bufs[t / per_buffer] + offset, sources[t], layout[t].size * sizeof(float));
     offset += layout[t].size;
-  }  rescan_bounds();
+  }
+  rescan_bounds();
 }
 
 }  // namespace livelearn

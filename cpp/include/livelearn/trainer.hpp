@@ -1,6 +1,7 @@
 // Thread-safe facade over Network. Training steps take the lock exclusively,
 // one step at a time, so a concurrent predict waits for at most one step;
-// predictions share the lock with each other.
+// predictions share the lock with each other, and a waiting training step
+// goes before newly arriving predictions (RwLock prefers writers).
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "livelearn/network.hpp"
+#include "livelearn/rwlock.hpp"
 
 namespace livelearn {
 
@@ -63,7 +65,7 @@ class Trainer {
 
  private:
   Network net_;
-  mutable std::shared_mutex mutex_;
+  mutable RwLock mutex_;
 };
 
 }  // namespace livelearn
