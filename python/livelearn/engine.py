@@ -21,7 +21,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -470,11 +470,7 @@ class Engine:
                     errors[i] = InvalidInteraction(
                         "interaction", f"expected InteractionData, got {type(it).__name__}"
                     )
-        valid: list[InteractionData] = [
-            it
-            for it, e in zip(items, errors, strict=True)
-            if e is None  # type: ignore[misc]
-        ]
+        valid = _valid_items(items, errors)
         try:
             return self._encode_valid(valid), errors
         except Exception:
@@ -490,12 +486,7 @@ class Engine:
                     errors[i] = InvalidInteraction(
                         "features", f"the encoder failed: {type(exc).__name__}: {exc}"
                     )
-        valid = [
-            it
-            for it, e in zip(items, errors, strict=True)
-            if e is None  # type: ignore[misc]
-        ]
-        return self._encode_valid(valid), errors
+        return self._encode_valid(_valid_items(items, errors)), errors
 
     def _encode_valid(
         self, items: list[InteractionData]
@@ -512,7 +503,9 @@ class Engine:
         encoded = [i for i in range(n) if errors[i] is None] if any(errors) else list(range(n))
         # Targets of the encodable interactions; rows without one are dropped.
         Y_all, target_errors = self._targets.targets_many(
-            [items[i] for i in encoded] if len(encoded) != n else items  # type: ignore[arg-type]
+            cast(
+                "list[InteractionData]", [items[i] for i in encoded] if len(encoded) != n else items
+            )
         )
         if any(target_errors):
             keep = [j for j, e in enumerate(target_errors) if e is None]
@@ -856,9 +849,17 @@ class Engine:
         }
 
 
+def _valid_items(items: list[object], errors: list[BaseException | None]) -> list[InteractionData]:
+    """The items whose error is None (each checked to be an InteractionData)."""
+    return cast(
+        "list[InteractionData]",
+        [it for it, e in zip(items, errors, strict=True) if e is None],
+    )
+
+
 def _new_result(fields: tuple[int, float, Any, StepStatus]) -> StepResult:
     """A trained step's result; tuple.__new__ skips NamedTuple's argument parsing."""
-    return tuple.__new__(StepResult, (*fields, None))  # type: ignore[type-var]
+    return tuple.__new__(StepResult, (*fields, None))
 
 
 def _select_rows(
