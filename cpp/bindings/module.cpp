@@ -540,6 +540,40 @@ PYBIND11_MODULE(_core, m) {
             self.trainer().import_state(src, c);
           },
           py::arg("state"))
+      .def(
+          "apply_delta",
+          [](PyNetwork& self, py::handle delta_obj, py::handle weight_obj) {
+            if (!PyDict_Check(delta_obj.ptr())) {
+              type_error("delta: expected a dict of arrays (from delta_since())");
+            }
+            auto delta = py::reinterpret_borrow<py::dict>(delta_obj);
+            const float weight = to_float(weight_obj, "weight");
+            const auto layout = self.trainer().state_layout();
+            std::vector<F32> keep;
+            std::vector<const float*> src;
+            std::size_t expected = 0;
+            for (const auto& t : layout) {
+              if (t.name.rfind("optimizer.", 0) == 0) break;  // parameters come first
+              ++expected;
+              if (!delta.contains(t.name)) value_error("delta: missing tensor '" + t.name + "'");
+              py::array a = as_numeric_array(delta[py::str(t.name)], t.name.c_str());
+              std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+              if (shape != std::vector<py::ssize_t>(t.shape.begin(), t.shape.end())) {
+                value_error("delta: tensor '" + t.name + "' has shape " + shape_str(a) +
+                            ", expected the parameter's shape");
+              }
+              keep.push_back(converted<F32>(a, t.name.c_str()));
+              src.push_back(keep.back().data());
+            }
+            if (py::len(delta) != expected) {
+              value_error("delta: expected exactly the " + std::to_string(expected) +
+                          " parameter tensors (layers.*.weight and layers.*.bias)");
+            }
+            py::gil_scoped_release release;
+            self.trainer().apply_delta(src, weight);
+          },
+          py::arg("delta"), py::arg("weight") = 1.0)
+      .def_property_readonly("version", [](const PyNetwork& s) { return s.trainer().version(); })
       .def_property_readonly("steps",
                              [](const PyNetwork& s) { return s.trainer().counters().steps; })
       .def_property_readonly(

@@ -548,6 +548,7 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     w_bound_ = new_w_bound;
     m_bound_ = new_m_bound;
     ++steps_;
+    ++version_;
     return {loss, StepStatus::Trained};
   }
 
@@ -592,6 +593,7 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   // to the fast path as soon as the weights allow.
   if (config_.optimizer == Optimizer::SGD) rescan_bounds();
   ++steps_;
+  ++version_;
   return {loss, StepStatus::Trained};
 }
 
@@ -741,6 +743,37 @@ void Network::import_state(const std::vector<const float*>& sources) {
     offset += layout[t].size;
   }
   rescan_bounds();
+  ++version_;
+}
+
+void Network::apply_delta(const std::vector<const float*>& deltas, float weight) {
+  const auto layout = state_layout();
+  const std::size_t n_tensors = 2 * layers_.size();
+  if (deltas.size() != n_tensors) {
+    throw std::invalid_argument("delta: expected " + std::to_string(n_tensors) + " tensors");
+  }
+  if (!std::isfinite(weight)) throw std::invalid_argument("weight: must be finite");
+  for (std::size_t t = 0; t < n_tensors; ++t) {
+    if (any_not_finite(deltas[t], layout[t].size)) {
+      throw std::invalid_argument("delta: tensor '" + layout[t].name +
+                                  "' holds NaN or infinite values");
+    }
+  }
+  backup_.assign(params_.begin(), params_.end());
+  std::size_t offset = 0;
+  for (std::size_t t = 0; t < n_tensors; ++t) {
+    float* p = params_.data() + offset;
+    const float* d = deltas[t];
+    for (std::size_t i = 0; i < layout[t].size; ++i) p[i] += weight * d[i];
+    offset += layout[t].size;
+  }
+  if (any_not_finite(params_.data(), params_.size())) {
+    std::copy(backup_.begin(), backup_.begin() + static_cast<std::ptrdiff_t>(params_.size()),
+              params_.begin());
+    throw std::invalid_argument("delta: applying it would make a parameter non-finite");
+  }
+  rescan_bounds();
+  ++version_;
 }
 
 }  // namespace livelearn

@@ -172,4 +172,14 @@ void Trainer::import_state(const std::vector<const float*>& sources, const Count
   net_.set_counters(counters.steps, counters.rejected_steps);
 }
 
+void Trainer::apply_delta(const std::vector<const float*>& deltas, float weight) {
+  std::unique_lock lock(mutex_);
+  net_.apply_delta(deltas, weight);
+}
+
+std::uint64_t Trainer::version() const {
+  std::shared_lock lock(mutex_);
+  return net_.version();
+}
+
 }  // namespace livelearn

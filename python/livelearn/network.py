@@ -7,7 +7,11 @@ frame on the hot path); this module adds configuration export and ``repr``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from livelearn import _core
 
@@ -71,6 +75,38 @@ class Network(_core.Network):
     def from_config(cls, config: dict[str, Any]) -> Network:
         """Build a fresh (untrained) network from :meth:`get_config` output."""
         return cls(**config)
+
+    def parameters(self) -> dict[str, NDArray[np.float32]]:
+        """A consistent copy of the weights and biases (no optimizer state, no counters)."""
+        return {k: v for k, v in self.get_state().items() if k.startswith("layers.")}
+
+    def delta_since(self, base: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[np.float32]]:
+        """The change of every parameter since ``base`` (a :meth:`parameters` or
+        :meth:`get_state` snapshot): what this replica learned meanwhile.
+
+        Example:
+            >>> import numpy as np
+            >>> net = Network(layers=[2, 1], output="identity", loss="mse")
+            >>> base = net.parameters()
+            >>> _ = net.train_step(np.ones(2, np.float32), 1.0)
+            >>> other = Network(layers=[2, 1], output="identity", loss="mse")
+            >>> other.apply_delta(net.delta_since(base))
+            >>> bool(np.allclose(other.predict(np.ones(2)), net.predict(np.ones(2))))
+            True
+        """
+        current = self.parameters()
+        missing = sorted(set(current) - set(base))
+        if missing:
+            raise ValueError(f"base: missing tensors {missing}")
+        out: dict[str, NDArray[np.float32]] = {}
+        for name, value in current.items():
+            b = np.asarray(base[name], dtype=np.float32)
+            if b.shape != value.shape:
+                raise ValueError(
+                    f"base: tensor {name!r} has shape {b.shape}, expected {value.shape}"
+                )
+            out[name] = value - b
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network (weights, optimizer state, counters) to a checkpoint.

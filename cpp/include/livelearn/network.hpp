@@ -86,6 +86,16 @@ class Network {
   // changes nothing) if any value is not finite.
   void import_state(const std::vector<const float*>& sources);
 
+  // Adds weight * delta to every parameter: `deltas` holds one array per
+  // parameter tensor, in the order of the first 2 * n_layers() entries of
+  // state_layout() (weights and biases; optimizer buffers are left alone).
+  // Throws std::invalid_argument, changing nothing, if weight or a delta is
+  // not finite or a new parameter would not be.
+  void apply_delta(const std::vector<const float*>& deltas, float weight);
+
+  // Counts every change of the parameters: accepted steps, imports, deltas.
+  std::uint64_t version() const { return version_; }
+
  private:
   template <bool Sparse>
   StepResult step(const float* x, const std::int32_t* idx, std::size_t nnz, const float* y,
@@ -107,6 +117,7 @@ class Network {
   double w_bound_ = 0.0;
   double m_bound_ = 0.0;
   std::uint64_t steps_ = 0;
+  std::uint64_t version_ = 0;
   std::uint64_t rejected_steps_ = 0;
 };
 

@@ -62,6 +62,9 @@ class Trainer {
   // One consistent snapshot (a step boundary) of every tensor and the counters.
   Counters export_state(const std::vector<float*>& destinations) const;
   void import_state(const std::vector<const float*>& sources, const Counters& counters);
+  // See Network::apply_delta; one atomic change between two training steps.
+  void apply_delta(const std::vector<const float*>& deltas, float weight);
+  std::uint64_t version() const;
 
  private:
   Network net_;
