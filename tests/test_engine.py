@@ -529,11 +529,6 @@ def test_pending_counts_queued_steps(engines: EngineFactory, gate: Gate) -> None
     assert (stats.interactions, stats.pending, stats.steps) == (11, 0, 11)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine.py Engine._process folds only trained_losses[-64:] of a batch into "
-    "recent_loss, so with batch_size > 64 it is not the documented per-step EMA",
-)
 def test_recent_loss_is_the_per_step_ema_for_large_batches(
     engines: EngineFactory, gate: Gate
 ) -> None:
@@ -925,19 +920,13 @@ def test_loss_is_logged_every_10_steps(
         assert m is not None
         step = int(m[1])
         assert float(m[2]) == pytest.approx(results[step - 1].loss, abs=1e-6)
-    if batch_size == 1:  # see the xfail below for larger batches
-        for m in matches:
-            assert m is not None
-            step = int(m[1])
-            mean = sum(r.loss for r in results[:step]) / step  # type: ignore[misc]
-            assert float(m[3]) == pytest.approx(mean, abs=1e-6)
+    for m in matches:
+        assert m is not None
+        step = int(m[1])
+        mean = sum(r.loss for r in results[:step]) / step  # type: ignore[misc]
+        assert float(m[3]) == pytest.approx(mean, abs=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine.py _log_losses logs c.loss_sum / c.trained, the mean over the whole "
-    "batch, on every 'step N' line of that batch instead of the mean up to step N",
-)
 def test_logged_mean_loss_is_the_mean_up_to_that_step(
     engines: EngineFactory, gate: Gate, caplog: pytest.LogCaptureFixture
 ) -> None:

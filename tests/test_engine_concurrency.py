@@ -7,7 +7,7 @@
   done callbacks, ``result(timeout=...)`` (raises properly, never spuriously
   although every Future of an engine shares one condition);
 * ``predict`` while training runs;
-* known bugs as strict xfails.
+* regression tests for bugs fixed in the engine.
 
 No timing thresholds: ``HARD_TIMEOUT`` only turns a deadlock into a failure.
 """
@@ -568,12 +568,6 @@ class _CloseBeforeAppend(deque):  # type: ignore[type-arg]
         super().append(entry)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine.py train_step checks _closing without a lock and appends later; a "
-    "close() in between lets the dispatcher exit on an empty queue, so the returned Future "
-    "is never resolved (close() promises every returned Future is resolved)",
-)
 def test_train_step_racing_close_never_loses_a_future() -> None:
     engine = Engine(targets=TARGETS)
     racy = _CloseBeforeAppend()
@@ -588,11 +582,6 @@ def test_train_step_racing_close_never_loses_a_future() -> None:
     future.exception(timeout=2.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a done callback runs in the dispatcher thread; train_step from it with a full "
-    "queue and overload='block' waits for room only that thread can make: deadlock",
-)
 def test_train_step_from_a_done_callback_with_a_full_queue() -> None:
     gate = Gate()
     engine = Engine(targets=gate, max_pending=1, overload="block").initialize()
@@ -623,12 +612,6 @@ def test_train_step_from_a_done_callback_with_a_full_queue() -> None:
         engine.close(wait=True, timeout=WAIT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine.__del__ never runs for a started engine: each dispatcher thread's "
-    "target is the bound method self._run, which keeps the engine alive, so a forgotten "
-    "engine leaks its thread(s) until interpreter exit",
-)
 def test_a_forgotten_engine_releases_its_dispatcher() -> None:
     engine = Engine(targets=TARGETS).initialize()
     engine.train_step(item()).result(WAIT)

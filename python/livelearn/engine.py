@@ -229,6 +229,10 @@ class Engine:
         self._idle = [False] * self._workers
         self._started_at: float | None = None
         self._state_lock = threading.Lock()  # initialize/close transitions
+        # Orders "is the engine closing?" against queue appends, so close()
+        # can never miss an item appended just before it.
+        self._submit_lock = threading.Lock()
+        self._blocked_producers = 0  # producers waiting for queue room
         self._autosave: AutoSaver | None = None  # None: no cost on the hot path
         if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
             from livelearn.checkpoint import AutoSaver
@@ -243,9 +247,13 @@ class Engine:
                 raise EngineClosed("this engine was closed; create a new one")
             if self._initialized:
                 return self
+            ref = weakref.ref(self)
             for i in range(self._workers):
                 thread = threading.Thread(
-                    target=self._run, args=(i,), name=f"livelearn-dispatcher-{i}", daemon=True
+                    target=_dispatch_loop,
+                    args=(ref, i, self._queue, self._wake, self._idle),
+                    name=f"livelearn-dispatcher-{i}",
+                    daemon=True,
                 )
                 self._threads.append(thread)
             self._started_at = time.time()
@@ -271,7 +279,7 @@ class Engine:
         Every Future already returned is resolved. With ``wait=False`` the
         queue drains in the background. Idempotent.
         """
-        with self._state_lock:
+        with self._state_lock, self._submit_lock:
             first = not self._closing
             self._closing = True
         if first:
@@ -297,10 +305,16 @@ class Engine:
         self.close(wait=True)
 
     def __del__(self) -> None:
-        # A forgotten engine must not keep its dispatcher (and the interpreter) alive.
+        # The dispatcher holds only a weak reference between batches, so a
+        # forgotten engine is collected: train what is still queued (every
+        # Future gets resolved), then let the dispatcher thread exit.
         try:
             if not self._closing:
-                self.close(wait=False)
+                with self._submit_lock:
+                    self._closing = True
+                while self._queue:
+                    self._run_batch()
+                self._wake.set()
         except Exception:  # never raise from a finalizer
             pass
 
@@ -325,18 +339,24 @@ class Engine:
         Future says so). Raises :class:`EngineClosed` after :meth:`close`, and
         :class:`EngineOverloaded` under the ``"raise"`` policy when full.
         """
-        if self._closing:
-            raise EngineClosed("train_step after close()")
         future: StepFuture[StepResult] = StepFuture(self._done)
         if not self._initialized:
+            if self._closing:
+                raise EngineClosed("train_step after close()")
             self._skip_uninitialized([future])
             return future
         queue = self._queue
         if len(queue) >= self._max_pending:
             self._make_room(1)
-        seq = next(self._submitted)
-        queue.append((interaction, future))
-        if self._idle[0] or (self._workers > 1 and any(self._idle)):
+        with self._submit_lock:
+            if self._closing:
+                raise EngineClosed("train_step after close()")
+            seq = next(self._submitted)
+            queue.append((interaction, future))
+        idle = self._idle
+        if idle[0] or (self._workers > 1 and any(idle)):
+            # Wake a sleeping dispatcher once, not on every call until it runs.
+            idle[:] = [False] * len(idle)
             self._wake.set()
         elif seq % self._batch_size == 0 and len(queue) >= self._batch_size:
             # A busy producer holds the GIL; without a hand-over the dispatcher
@@ -360,6 +380,12 @@ class Engine:
         if not self._initialized:
             self._skip_uninitialized(futures)
             return futures
+        if self._overload == "raise" and len(self._queue) + len(items) > self._max_pending:
+            # All or nothing: the caller never loses Futures of queued steps.
+            raise EngineOverloaded(
+                f"{len(items)} steps do not fit: {len(self._queue)} pending "
+                f"(max_pending={self._max_pending})"
+            )
         start = 0
         while start < len(items):
             room = self._max_pending - len(self._queue)
@@ -367,9 +393,14 @@ class Engine:
                 self._make_room(min(len(items) - start, self._max_pending))
                 room = max(1, self._max_pending - len(self._queue))
             end = min(len(items), start + room)
-            for _ in range(end - start):
-                next(self._submitted)
-            self._queue.extend(zip(items[start:end], futures[start:end], strict=True))
+            with self._submit_lock:
+                if self._closing:
+                    # Steps already queued still train; these never will.
+                    self._skip_closed(futures[start:])
+                    raise EngineClosed("engine closed during train_many")
+                for _ in range(end - start):
+                    next(self._submitted)
+                self._queue.extend(zip(items[start:end], futures[start:end], strict=True))
             self._wake.set()
             start = end
         return futures
@@ -397,12 +428,21 @@ class Engine:
                 result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
                 resolve_all(self._done, dropped, [result] * len(dropped))
             return
+        if getattr(_DISPATCHER, "active", False):
+            # Called from a dispatcher thread (a done callback submitting more
+            # work): waiting for room only this thread can make would deadlock,
+            # so the queue may exceed max_pending by these items instead.
+            return
         self._wake.set()
         with self._room:
-            while len(self._queue) + needed > self._max_pending:
-                if self._closing:
-                    raise EngineClosed("engine closed while waiting for queue room")
-                self._room.wait(0.1)
+            self._blocked_producers += 1
+            try:
+                while len(self._queue) + needed > self._max_pending:
+                    if self._closing:
+                        raise EngineClosed("engine closed while waiting for queue room")
+                    self._room.wait(0.1)
+            finally:
+                self._blocked_producers -= 1
 
     def _skip_uninitialized(self, futures: list[StepFuture[StepResult]]) -> None:
         reason = "skipped: the engine is not initialised (call initialize())"
@@ -415,40 +455,42 @@ class Engine:
         result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
         resolve_all(self._done, futures, [result] * len(futures))
 
+    def _skip_closed(self, futures: list[StepFuture[StepResult]]) -> None:
+        """Resolve Futures handed out for steps that will never be queued."""
+        reason = "skipped: the engine was closed before this step was queued"
+        for _ in futures:
+            next(self._submitted)
+        with self._book:
+            self._counters.skipped += len(futures)
+            self._resolved += len(futures)
+        result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
+        resolve_all(self._done, futures, [result] * len(futures))
+
     def _drain_uninitialized(self) -> None:
         """close() on an engine that never started: nothing can be queued."""
 
     # ------------------------------------------------------------------ dispatcher
-    def _run(self, worker: int) -> None:
+    def _run_batch(self) -> None:
+        """Take up to ``batch_size`` queued steps and train them."""
         queue = self._queue
-        batch_size = self._batch_size
-        while True:
-            if not queue:
-                if self._closing:
-                    return
-                self._idle[worker] = True
-                if not queue:  # re-check: a producer may have appended meanwhile
-                    self._wake.wait(0.05)
-                self._idle[worker] = False
-                self._wake.clear()
-                continue
-            batch: list[tuple[object, StepFuture[StepResult]]] = []
-            try:
-                for _ in range(min(len(queue), batch_size)):
-                    batch.append(queue.popleft())
-            except IndexError:  # another worker or drop_oldest took the rest
-                pass
-            if batch:
-                try:
-                    with self._batch_lock:
-                        self._process(batch)
-                except BaseException as exc:  # never leave a Future unresolved
-                    self._fail(batch, exc)
-                if self._autosave is not None:
-                    self._autosave.maybe_save(self)
-                if self._overload == "block":
-                    with self._room:
-                        self._room.notify_all()
+        batch: list[tuple[object, StepFuture[StepResult]]] = []
+        try:
+            for _ in range(min(len(queue), self._batch_size)):
+                batch.append(queue.popleft())
+        except IndexError:  # another worker or drop_oldest took the rest
+            pass
+        if not batch:
+            return
+        try:
+            with self._batch_lock:
+                self._process(batch)
+        except BaseException as exc:  # never leave a Future unresolved
+            self._fail(batch, exc)
+        if self._autosave is not None:
+            self._autosave.maybe_save(self)
+        if self._blocked_producers:
+            with self._room:
+                self._room.notify_all()
 
     def _fail(self, batch: list[tuple[object, StepFuture[StepResult]]], exc: BaseException) -> None:
         logger.error("%d step(s) failed: %s: %s", len(batch), type(exc).__name__, exc)
@@ -571,14 +613,13 @@ class Engine:
                 trained_losses = losses if all_trained else losses[trained]
                 c.loss_sum += float(trained_losses.sum(dtype=np.float64))
                 c.last_loss = loss_list[-1] if all_trained else float(trained_losses[-1])
-                recent = c.recent_loss
-                # The EMA forgets all but the last few hundred steps anyway.
-                for value in trained_losses[-64:].tolist():
-                    recent = value if recent is None else recent + _RECENT_WEIGHT * (value - recent)
-                c.recent_loss = recent
+                c.recent_loss = _ema(c.recent_loss, trained_losses)
                 stamps = timestamps if all_trained else timestamps[trained]
                 c.last_example_time = float(stamps[-1])
-                before = c.trained
+                before, sum_before = (
+                    c.trained,
+                    c.loss_sum - float(trained_losses.sum(dtype=np.float64)),
+                )
                 c.trained += n_trained
                 self._history.append_batch(
                     steps if all_trained else steps[trained],
@@ -591,25 +632,28 @@ class Engine:
                     trained_losses,
                     stamps,
                 )
-                self._log_losses(before, c, trained_losses)
+                self._log_losses(before, sum_before, trained_losses)
             c.rejected += n_rejected_native + n_invalid
             self._resolved += n
         resolve_all(self._done, futures, results)
         if n_invalid or n_rejected_native:
             self._log_rejections(items, results)
 
-    def _log_losses(self, before: int, c: _Counters, losses: NDArray[np.float32]) -> None:
+    def _log_losses(self, before: int, sum_before: float, losses: NDArray[np.float32]) -> None:
+        """INFO line at every multiple of ``log_every`` reached by this batch,
+        with the loss of that step and the mean loss of steps 1..that step."""
         every = self._log_every
         if not every or not logger.isEnabledFor(logging.INFO):
             return
-        after = c.trained
         first = (before // every + 1) * every
-        for step in range(first, after + 1, every):
+        steps = range(first, before + len(losses) + 1, every)
+        if not steps:
+            return
+        prefix = sum_before + np.cumsum(losses, dtype=np.float64)
+        for step in steps:
+            j = step - before - 1
             logger.info(
-                "step %d loss %.6f mean_loss %.6f",
-                step,
-                float(losses[step - before - 1]),
-                c.loss_sum / c.trained,
+                "step %d loss %.6f mean_loss %.6f", step, float(losses[j]), prefix[j] / step
             )
 
     def _log_rejections(self, items: list[object], results: list[object]) -> None:
@@ -847,6 +891,54 @@ class Engine:
             "checkpoint_every": None if self._autosave is None else self._autosave.every,
             "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
         }
+
+
+_DISPATCHER = threading.local()  # .active is True inside dispatcher threads
+
+
+def _dispatch_loop(
+    ref: weakref.ref[Engine],
+    worker: int,
+    queue: deque[tuple[object, StepFuture[StepResult]]],
+    wake: threading.Event,
+    idle: list[bool],
+) -> None:
+    """A dispatcher thread. It holds the engine only while training a batch,
+    so an engine nobody references any more is garbage-collected (its
+    finaliser drains the queue) instead of being kept alive by this thread."""
+    _DISPATCHER.active = True
+    while True:
+        if not queue:
+            engine = ref()
+            if engine is None:
+                return
+            closing = engine._closing  # read before the queue: see _submit_lock
+            del engine
+            if closing and not queue:
+                return
+            idle[worker] = True
+            if not queue:  # re-check: a producer may have appended meanwhile
+                wake.wait(0.05)
+            idle[worker] = False
+            wake.clear()
+            continue
+        engine = ref()
+        if engine is None:
+            return
+        engine._run_batch()
+        del engine
+
+
+def _ema(recent: float | None, losses: NDArray[np.float32]) -> float:
+    """Fold ``losses`` one by one into an exponential moving average
+    (weight ``_RECENT_WEIGHT`` per step), in closed form."""
+    x = losses.astype(np.float64)
+    if recent is None:
+        recent, x = float(x[0]), x[1:]
+    keep = 1.0 - _RECENT_WEIGHT
+    n = len(x)
+    weights = _RECENT_WEIGHT * keep ** np.arange(n - 1, -1, -1, dtype=np.float64)
+    return float(recent * keep**n + weights @ x)
 
 
 def _valid_items(items: list[object], errors: list[BaseException | None]) -> list[InteractionData]:

@@ -32,8 +32,33 @@ class StepFuture(Future[T], Generic[T]):
         self._state = RUNNING
         self._result = None
         self._exception = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
+        # The waiter and callback lists of Future are created on first use:
+        # most step Futures never get either, and every list is one more
+        # object for the cyclic garbage collector to scan.
+        self._w: list[Any] | None = None
+        self._cb: list[Any] | None = None
+
+    # Future's own methods and concurrent.futures.wait() use these two names;
+    # both are only touched under the (shared) condition.
+    @property
+    def _waiters(self) -> list[Any]:
+        if self._w is None:
+            self._w = []
+        return self._w
+
+    @_waiters.setter
+    def _waiters(self, value: list[Any]) -> None:
+        self._w = value
+
+    @property
+    def _done_callbacks(self) -> list[Any]:
+        if self._cb is None:
+            self._cb = []
+        return self._cb
+
+    @_done_callbacks.setter
+    def _done_callbacks(self, value: list[Any]) -> None:
+        self._cb = value
 
     def _wait_done(self, timeout: float | None) -> None:
         if self._state == FINISHED:
@@ -72,16 +97,19 @@ def resolve_all(
     with_callbacks: list[StepFuture[Any]] = []
     with condition:
         for future, result in zip(futures, results, strict=True):
+            waiters = future._w
             if isinstance(result, BaseException):
                 future._exception = result
-                for waiter in future._waiters:
-                    waiter.add_exception(future)
+                if waiters:
+                    for waiter in waiters:
+                        waiter.add_exception(future)
             else:
                 future._result = result
-                for waiter in future._waiters:
-                    waiter.add_result(future)
+                if waiters:
+                    for waiter in waiters:
+                        waiter.add_result(future)
             future._state = FINISHED
-            if future._done_callbacks:
+            if future._cb:
                 with_callbacks.append(future)
         condition.notify_all()
     for future in with_callbacks:
