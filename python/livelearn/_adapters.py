@@ -1,0 +1,74 @@
+"""Helpers shared by the River and scikit-learn adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from livelearn.network import Network
+
+__all__ = ["class_probabilities", "exact_config", "network_from_state", "network_state"]
+
+_FLOAT_KEYS = ("learning_rate", "momentum", "weight_decay", "beta1", "beta2", "epsilon")
+
+
+def exact_config(network: Network) -> dict[str, Any]:
+    """``network.get_config()`` with the float32 hyperparameters at full precision
+    (``get_config`` rounds them for display), so a rebuilt network is bit-identical.
+
+    Example:
+        >>> net = Network(layers=[2, 1], learning_rate=0.1)
+        >>> exact_config(net)["learning_rate"] == float(net.learning_rate)
+        True
+    """
+    config = network.get_config()
+    for key in _FLOAT_KEYS:
+        config[key] = float(getattr(network, key))
+    clip = network.clip_norm
+    config["clip_norm"] = None if clip is None else float(clip)
+    return config
+
+
+def network_state(network: Network) -> dict[str, Any]:
+    """A picklable snapshot of ``network``: its exact config and its tensors."""
+    return {"config": exact_config(network), "state": network.get_state()}
+
+
+def network_from_state(saved: dict[str, Any]) -> Network:
+    """Rebuild the network of :func:`network_state`, bit for bit.
+
+    Example:
+        >>> net = Network(layers=[3, 2, 1], optimizer="adam", seed=4)
+        >>> copy = network_from_state(network_state(net))
+        >>> bool((copy.get_state()["layers.0.weight"] == net.get_state()["layers.0.weight"]).all())
+        True
+    """
+    network = Network.from_config(saved["config"])
+    network.set_state(saved["state"])
+    return network
+
+
+def class_probabilities(out: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Per-class probabilities, rows summing to 1, from ``(n, k)`` sigmoid outputs.
+
+    One output (``k == 1``) is a binary classifier's probability of the second
+    class: ``[1 - p, p]``. Several outputs are one-vs-rest sigmoids, normalised to
+    sum to 1 (as scikit-learn's one-vs-rest logistic regression does); a row whose
+    sigmoids all underflowed to 0 gets the uniform distribution.
+
+    Example:
+        >>> class_probabilities(np.array([[0.25]])).tolist()
+        [[0.75, 0.25]]
+        >>> class_probabilities(np.array([[0.2, 0.6, 0.2], [0.0, 0.0, 0.0]])).round(2).tolist()
+        [[0.2, 0.6, 0.2], [0.33, 0.33, 0.33]]
+    """
+    p = np.asarray(out, dtype=np.float64)
+    if p.shape[1] == 1:
+        return np.column_stack([1.0 - p[:, 0], p[:, 0]])
+    total = p.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        proba: NDArray[np.float64] = p / total
+    proba[~(total[:, 0] > 0)] = 1.0 / p.shape[1]
+    return proba

@@ -1,0 +1,271 @@
+"""Prometheus metrics for an :class:`~livelearn.Engine` (optional extra ``metrics``).
+
+:func:`register` adds a collector to a ``prometheus_client`` registry. Counters and
+gauges are read from :meth:`Engine.stats` *at scrape time*, so they cost the
+training path nothing:
+
+=====================================  =======  ==========================================
+metric                                 type     value
+=====================================  =======  ==========================================
+``livelearn_interactions_total``       counter  interactions submitted
+``livelearn_steps_total``              counter  interactions trained
+``livelearn_skipped_total``            counter  skipped (engine not started, dropped)
+``livelearn_rejected_total``           counter  rejected (invalid, or non-finite step)
+``livelearn_failed_total``             counter  failed (unexpected error)
+``livelearn_pending``                  gauge    submitted, not yet resolved
+``livelearn_loss``                     gauge    loss of the last trained step
+``livelearn_mean_loss``                gauge    mean loss of all trained steps
+``livelearn_recent_loss``              gauge    moving average of the loss (weight 0.01)
+``livelearn_last_example_timestamp``   gauge    timestamp of the newest trained interaction
+``livelearn_step_latency_seconds``     histo.   submit-to-resolution latency (opt-in)
+=====================================  =======  ==========================================
+
+Losses are ``NaN`` until the first trained step.
+
+The latency histogram needs a hook at submission, which the engine does not
+offer, so it is opt-in: with ``latency_sample_every=N`` :func:`register` shadows
+the engine's ``train_step`` (and so ``train_step_async``) with a thin wrapper
+that timestamps one submission in ``N`` and observes its latency from an
+``add_done_callback`` when the step resolves. The wrapper is a Python call on the
+hot path: measured with ``benchmarks/metrics_overhead.py`` on a shared 2-core
+development machine (4-16-8-1 network, default encoder, 100,000 ``train_step``
+calls, best of 5), submitting and training cost about 2.5 µs per event
+unregistered or with sampling off, 2.7 µs (+10 %) with ``N=64`` and 4.4 µs
+(+80 %) with ``N=1``. The default, ``N=0``, installs nothing
+and leaves the histogram empty; :meth:`EngineCollector.unregister` removes the
+wrapper. Steps submitted with :meth:`Engine.train_many` are never sampled.
+
+Example:
+    >>> from prometheus_client import CollectorRegistry, generate_latest
+    >>> from livelearn import Engine, InteractionData
+    >>> from livelearn.metrics import register
+    >>> registry = CollectorRegistry()
+    >>> with Engine(targets={"click": 1.0}) as engine:
+    ...     collector = register(engine, registry)
+    ...     _ = engine.train_step(InteractionData("click", 0.0, "u1")).result()
+    >>> "livelearn_steps_total 1.0" in generate_latest(registry).decode()
+    True
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from livelearn.engine import Engine
+from livelearn.interaction import InteractionData
+
+__all__ = ["DEFAULT_BUCKETS", "EngineCollector", "register"]
+
+#: Histogram bucket upper bounds in seconds (``+Inf`` is added).
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+_LATENCY = "livelearn_step_latency_seconds"
+_COUNTERS = (
+    ("interactions", "Interactions submitted to the engine."),
+    ("steps", "Interactions trained (one native training step each)."),
+    ("skipped", "Interactions skipped (engine not started, or dropped on overload)."),
+    ("rejected", "Interactions rejected (invalid input or a non-finite step)."),
+    ("failed", "Interactions that failed with an unexpected error."),
+)
+_GAUGES = (
+    ("pending", "pending", "Interactions submitted but not yet resolved."),
+    ("loss", "last_loss", "Loss of the last trained step (NaN before the first)."),
+    ("mean_loss", "mean_loss", "Mean loss of all trained steps (NaN before the first)."),
+    ("recent_loss", "recent_loss", "Exponential moving average of the loss (weight 0.01)."),
+    (
+        "last_example_timestamp",
+        "last_example_time",
+        "Timestamp (POSIX seconds) of the newest trained interaction.",
+    ),
+)
+
+
+class _Histogram:
+    """Bucket counts and sum, updated from done-callbacks (any thread)."""
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds or any(not b > 0 or math.isnan(b) for b in bounds):
+            raise ValueError(f"buckets: must be positive numbers, got {list(buckets)!r}")
+        if bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.total = 0.0
+        self.lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        i = bisect.bisect_left(self.bounds, seconds)
+        with self.lock:
+            self.counts[i] += 1
+            self.total += seconds
+
+    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
+        with self.lock:
+            counts = list(self.counts)
+            total = self.total
+        cumulative = list(itertools.accumulate(counts))
+        labels = ["+Inf" if b == math.inf else repr(b) for b in self.bounds]
+        return list(zip(labels, map(float, cumulative), strict=True)), total
+
+
+class EngineCollector(Collector):
+    """A Prometheus collector for one engine; build it with :func:`register`.
+
+    Holds the engine weakly: once the engine is garbage, the collector reports
+    nothing. Metric names are fixed, so a registry holds one engine's collector;
+    give each engine its own :class:`~prometheus_client.CollectorRegistry`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        latency_sample_every: int = 0,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        if isinstance(latency_sample_every, bool) or not isinstance(latency_sample_every, int):
+            raise ValueError("latency_sample_every: must be an int >= 0")
+        if latency_sample_every < 0:
+            raise ValueError("latency_sample_every: must be an int >= 0")
+        self._engine = weakref.ref(engine)
+        self._every = latency_sample_every
+        self._histogram = _Histogram(buckets)
+        self._registry: CollectorRegistry | None = None
+        self._wrapper: Callable[[InteractionData], Future[Any]] | None = None
+        if latency_sample_every:
+            self._install(engine)
+
+    @property
+    def latency_sample_every(self) -> int:
+        """One submission in this many is timed (0: none)."""
+        return self._every
+
+    def _install(self, engine: Engine) -> None:
+        original = engine.train_step
+        every = self._every
+        counter = itertools.count()
+        observe = self._histogram.observe
+        clock = time.perf_counter
+
+        def train_step(interaction: InteractionData) -> Future[Any]:
+            if next(counter) % every:
+                return original(interaction)
+            start = clock()
+            future = original(interaction)
+            future.add_done_callback(lambda _: observe(clock() - start))
+            return future
+
+        train_step.__doc__ = original.__doc__
+        setattr(engine, "train_step", train_step)  # noqa: B010 -- shadows the method
+        self._wrapper = train_step
+
+    def unregister(self) -> None:
+        """Remove the collector from its registry and the latency hook from the engine."""
+        if self._registry is not None:
+            self._registry.unregister(self)
+            self._registry = None
+        engine = self._engine()
+        if (
+            self._wrapper is not None
+            and engine is not None
+            and engine.__dict__.get("train_step") is self._wrapper
+        ):
+            del engine.__dict__["train_step"]
+        self._wrapper = None
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, read from :meth:`Engine.stats` now."""
+        engine = self._engine()
+        if engine is None:
+            return
+        stats = engine.stats()
+        for name, doc in _COUNTERS:
+            yield CounterMetricFamily(f"livelearn_{name}", doc, value=float(getattr(stats, name)))
+        for name, field, doc in _GAUGES:
+            value = getattr(stats, field)
+            yield GaugeMetricFamily(
+                f"livelearn_{name}", doc, value=math.nan if value is None else float(value)
+            )
+        buckets, total = self._histogram.snapshot()
+        yield HistogramMetricFamily(_LATENCY, self._latency_doc(), buckets=buckets, sum_value=total)
+
+    def _latency_doc(self) -> str:
+        sampled = f"one submission in {self._every}" if self._every else "none: sampling is off"
+        return f"Seconds from train_step() to the resolution of its Future (sampled: {sampled})."
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric families without samples (lets the registry detect duplicates)."""
+        for name, doc in _COUNTERS:
+            yield CounterMetricFamily(f"livelearn_{name}", doc)
+        for name, _, doc in _GAUGES:
+            yield GaugeMetricFamily(f"livelearn_{name}", doc)
+        yield HistogramMetricFamily(_LATENCY, self._latency_doc())
+
+
+def register(
+    engine: Engine,
+    registry: CollectorRegistry | None = None,
+    *,
+    latency_sample_every: int = 0,
+    buckets: Sequence[float] = DEFAULT_BUCKETS,
+) -> EngineCollector:
+    """Expose ``engine``'s statistics as ``livelearn_*`` metrics in ``registry``.
+
+    Args:
+        engine: the engine to observe.
+        registry: where to register (default: ``prometheus_client.REGISTRY``).
+        latency_sample_every: time one ``train_step`` submission in this many for
+            ``livelearn_step_latency_seconds``; 0 (default) installs no hook and
+            leaves the histogram empty (see the module docs for the cost).
+        buckets: latency histogram bucket bounds in seconds.
+
+    Returns:
+        The collector; call :meth:`EngineCollector.unregister` to undo.
+
+    Raises:
+        ValueError: the registry already has ``livelearn_*`` metrics (one engine
+            per registry), or an argument is invalid.
+    """
+    collector = EngineCollector(engine, latency_sample_every=latency_sample_every, buckets=buckets)
+    target = REGISTRY if registry is None else registry
+    try:
+        target.register(collector)
+    except BaseException:
+        collector.unregister()
+        raise
+    collector._registry = target
+    return collector
