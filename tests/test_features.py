@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import livelearn.hashing
 from livelearn.features import (
     Encoder,
     FeatureEncoder,
@@ -27,7 +29,9 @@ from livelearn.features import (
 from livelearn.hashing import HashCache, int_to_decimal, stable_hash64, unit_hash
 from livelearn.interaction import InteractionData, InvalidInteraction
 
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+# Where the tested livelearn was imported from (the source tree or an installed
+# wheel): subprocesses must import the same package.
+PYTHON_DIR = Path(livelearn.hashing.__file__).resolve().parents[1]
 DAY = 86400.0
 
 
