@@ -96,17 +96,33 @@ Arr as_int(py::handle obj, const char* name) {
   return converted<Arr>(wide, name);
 }
 
-void expect_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* name,
-                  const std::string& expected) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+// "(4,)", "(n, 4)": -1 stands for any length.
+std::string shape_text(std::initializer_list<py::ssize_t> shape) {
+  std::string s = "(";
+  std::size_t i = 0;
+  for (auto d : shape) {
+    s += d < 0 ? std::string("n") : std::to_string(d);
+    if (shape.size() == 1 || ++i < shape.size()) s += shape.size() == 1 ? "," : ", ";
+  }
+  return s + ")";
+}
+
+bool has_shape(const py::array& a, std::initializer_list<py::ssize_t> shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
   py::ssize_t i = 0;
   for (auto s : shape) {
-    if (!ok) break;
-    ok = s < 0 || a.shape(i) == s;
+    if (s >= 0 && a.shape(i) != s) return false;
     ++i;
   }
-  if (!ok)
-    value_error(std::string(name) + ": expected shape " + expected + ", got " + shape_str(a));
+  return true;
+}
+
+// The message is only built on failure: this runs on every call.
+void expect_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* name) {
+  if (!has_shape(a, shape)) {
+    value_error(std::string(name) + ": expected shape " + shape_text(shape) + ", got " +
+                shape_str(a));
+  }
 }
 
 // numpy.bool_ is not a Python bool but must not pass as a number either.
@@ -156,7 +172,7 @@ Labels target_of(py::handle y, std::size_t k) {
   }
   F32 arr = as_f32(y, "y");
   if (arr.ndim() == 0 && k == 1) return {arr, arr.data(), 0.0f};
-  expect_shape(arr, {static_cast<py::ssize_t>(k)}, "y", "(" + std::to_string(k) + ",)");
+  expect_shape(arr, {static_cast<py::ssize_t>(k)}, "y");
   return {arr, arr.data(), 0.0f};
 }
 
@@ -164,9 +180,9 @@ F32 batch_targets(py::handle Y, std::size_t n, std::size_t k) {
   F32 arr = as_f32(Y, "Y");
   const auto N = static_cast<py::ssize_t>(n), K = static_cast<py::ssize_t>(k);
   if (k == 1 && arr.ndim() == 1) {
-    expect_shape(arr, {N}, "Y", "(" + std::to_string(n) + ",)");
+    expect_shape(arr, {N}, "Y");
   } else {
-    expect_shape(arr, {N, K}, "Y", "(" + std::to_string(n) + ", " + std::to_string(k) + ")");
+    expect_shape(arr, {N, K}, "Y");
   }
   return arr;
 }
@@ -326,7 +342,7 @@ PYBIND11_MODULE(_core, m) {
           [](PyNetwork& self, py::handle x, py::handle y) {
             F32 xa = as_f32(x, "x");
             const auto n_in = static_cast<py::ssize_t>(self.n_in());
-            expect_shape(xa, {n_in}, "x", "(" + std::to_string(n_in) + ",)");
+            expect_shape(xa, {n_in}, "x");
             Labels t = target_of(y, self.n_out());
             const float* yp = t.data ? t.data : &t.scalar;
             StepResult r;
@@ -345,7 +361,7 @@ PYBIND11_MODULE(_core, m) {
             F32 val = as_f32(values, "values");
             if (idx.ndim() != 1)
               value_error("indices: expected a 1-D array, got " + shape_str(idx));
-            expect_shape(val, {idx.size()}, "values", "(" + std::to_string(idx.size()) + ",)");
+            expect_shape(val, {idx.size()}, "values");
             Labels t = target_of(y, self.n_out());
             const float* yp = t.data ? t.data : &t.scalar;
             StepResult r;
@@ -363,7 +379,7 @@ PYBIND11_MODULE(_core, m) {
           [](PyNetwork& self, py::handle X, py::handle Y) {
             F32 xa = as_f32(X, "X");
             const auto n_in = static_cast<py::ssize_t>(self.n_in());
-            expect_shape(xa, {-1, n_in}, "X", "(n, " + std::to_string(n_in) + ")");
+            expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
             py::array_t<float> losses(static_cast<py::ssize_t>(n));
@@ -395,7 +411,7 @@ PYBIND11_MODULE(_core, m) {
           [](PyNetwork& self, py::handle X, py::handle Y) {
             F32 xa = as_f32(X, "X");
             const auto n_in = static_cast<py::ssize_t>(self.n_in());
-            expect_shape(xa, {-1, n_in}, "X", "(n, " + std::to_string(n_in) + ")");
+            expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
             return detailed(n, self.n_out(), [&](float* l, float* p, StepStatus* s) {
@@ -421,12 +437,9 @@ PYBIND11_MODULE(_core, m) {
             const auto n_in = static_cast<py::ssize_t>(self.n_in());
             const auto k = static_cast<py::ssize_t>(self.n_out());
             const bool single = xa.ndim() == 1;
-            if (single) {
-              expect_shape(xa, {n_in}, "X",
-                           "(" + std::to_string(n_in) + ",) or (n, " + std::to_string(n_in) + ")");
-            } else {
-              expect_shape(xa, {-1, n_in}, "X",
-                           "(n, " + std::to_string(n_in) + ") or (" + std::to_string(n_in) + ",)");
+            if (!has_shape(xa, {n_in}) && !has_shape(xa, {-1, n_in})) {
+              value_error("X: expected shape " + shape_text({-1, n_in}) + " or " +
+                          shape_text({n_in}) + ", got " + shape_str(xa));
             }
             const py::ssize_t n = single ? 1 : xa.shape(0);
             py::array_t<float> out = single ? py::array_t<float>(k) : py::array_t<float>({n, k});
