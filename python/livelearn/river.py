@@ -347,18 +347,29 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
         return cast("dict[base.typing.ClfTarget, float]", proba)
 
     def learn_many(self, X: pd.DataFrame, y: pd.Series) -> None:
-        """One training step per row, in order, in one native call.
+        """One training step per row, in order: exactly what ``learn_one`` on
+        each row would do (River checks this).
 
-        New classes in ``y`` are added before training (``learn_one`` would add
-        each on its row); rows are hashed exactly as by ``learn_one``.
+        Rows are hashed as by ``learn_one`` and trained in native calls of
+        consecutive rows; a class seen for the first time is added (growing
+        the outputs) at its own row, so earlier rows train with the classes
+        known then.
         """
         indptr, cols, values = self._hasher.encode_many(_records(X))
-        indices = [self._class_index(label) for label in y.tolist()]
-        if not indices:
-            return
-        targets = np.stack([self._target(i) for i in indices])
-        assert self._net is not None
-        self._net.train_batch_sparse(indptr, cols, values, targets)
+        labels = y.tolist()
+        start, n = 0, len(labels)
+        while start < n:
+            self._class_index(labels[start])  # the one row that may add a class
+            end = start + 1
+            while end < n and labels[end] in self._index:
+                end += 1
+            targets = np.stack([self._target(self._index[label]) for label in labels[start:end]])
+            lo, hi = int(indptr[start]), int(indptr[end])
+            assert self._net is not None
+            self._net.train_batch_sparse(
+                indptr[start : end + 1] - lo, cols[lo:hi], values[lo:hi], targets
+            )
+            start = end
 
     def predict_proba_many(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-class probabilities, one column per known class."""
