@@ -52,6 +52,53 @@ _NATIVE_REASONS = tuple(f"rejected by the network: {name}" for name in STATUS_NA
 _LIVE: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
+# Engines that exist in this process, for the fork handlers below.
+_ALL: weakref.WeakSet[Engine] = weakref.WeakSet()
+_FORKED_MESSAGE = (
+    "this engine belongs to the parent process (it existed before os.fork()); "
+    "its dispatcher thread did not survive the fork. Create a new Engine in the "
+    "child, e.g. Engine.load(checkpoint)"
+)
+
+
+def _before_fork() -> None:
+    # No native training step may be in flight when the process is copied:
+    # the child would inherit the network's lock held by a thread that does
+    # not exist there. Holding every batch lock waits for the current batch.
+    for engine in list(_ALL):
+        engine._batch_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for engine in list(_ALL):
+        if engine._batch_lock.locked():
+            engine._batch_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    # The child has no dispatcher threads; every lock is replaced (another
+    # thread of the parent may have held one). The engine stays readable
+    # (stats, history, save) and refuses new work with a clear error.
+    for engine in list(_ALL):
+        engine._batch_lock = threading.Lock()
+        engine._book = threading.Lock()
+        engine._submit_lock = threading.Lock()
+        engine._state_lock = threading.Lock()
+        engine._room = threading.Condition()
+        engine._forked = True
+        engine._closing = True
+        engine._threads = []
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
 @atexit.register
 def _close_all_at_exit() -> None:
     for engine in list(_LIVE):
@@ -125,6 +172,13 @@ class Engine:
             throughput.
         n_outputs: network outputs (default: the targets' ``n_outputs``, else 1).
         momentum, weight_decay, clip_norm: optimizer options of :class:`Network`.
+
+    After ``os.fork()`` the child's copy of an engine refuses ``train_step``,
+    ``train_many`` and ``predict`` with :class:`EngineClosed` (its dispatcher
+    thread does not survive a fork; the fork waits for the current batch, so no
+    lock is inherited mid-step); ``stats()``, ``history`` and ``save()`` still
+    work there. Create engines after forking, e.g. in each worker of a
+    pre-forking server.
         checkpoint_path: where periodic checkpoints go (see :meth:`save`); needs
             ``checkpoint_every`` and/or ``checkpoint_interval``.
         checkpoint_every: save after every this many trained steps.
@@ -233,6 +287,8 @@ class Engine:
         # can never miss an item appended just before it.
         self._submit_lock = threading.Lock()
         self._blocked_producers = 0  # producers waiting for queue room
+        self._forked = False  # True in a child process created by os.fork()
+        _ALL.add(self)
         self._autosave: AutoSaver | None = None  # None: no cost on the hot path
         if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
             from livelearn.checkpoint import AutoSaver
@@ -350,7 +406,7 @@ class Engine:
             self._make_room(1)
         with self._submit_lock:
             if self._closing:
-                raise EngineClosed("train_step after close()")
+                raise EngineClosed(_FORKED_MESSAGE if self._forked else "train_step after close()")
             seq = next(self._submitted)
             queue.append((interaction, future))
         idle = self._idle
@@ -375,7 +431,7 @@ class Engine:
         :meth:`train_step` in a loop.
         """
         if self._closing:
-            raise EngineClosed("train_many after close()")
+            raise EngineClosed(_FORKED_MESSAGE if self._forked else "train_many after close()")
         items = list(interactions)
         done = self._done
         futures: list[StepFuture[StepResult]] = [StepFuture(done) for _ in items]
@@ -813,6 +869,8 @@ class Engine:
         """Outputs for a batch, shape ``(n, n_outputs)``."""
         if not self._initialized:
             raise EngineNotInitialized("predict() before initialize()")
+        if self._forked:
+            raise EngineClosed(_FORKED_MESSAGE)
         items = list(interactions)
         for it in items:
             if not isinstance(it, InteractionData):
