@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -125,7 +126,8 @@ def save_engine(engine: Engine, path: str | os.PathLike[str]) -> None:
     Raises:
         CheckpointError: the state cannot be described in JSON (for example an
             encoder timezone given as a ``tzinfo`` without an IANA name).
-        OSError: the file cannot be written (the old checkpoint, if any, is kept).
+        OSError: the file cannot be written (the old checkpoint, if any, is kept); the
+            message names ``path``.
 
     Example:
         >>> import os, tempfile
@@ -248,15 +250,28 @@ def _write(
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, whole."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Write ``data`` to ``path`` so that readers see the old or the new file, whole.
+
+    An ``OSError`` (disk full, file too large, read-only or missing folder, a folder
+    at ``path``...) is raised again with the same errno and ``OSError`` subclass and a
+    message that names ``path`` (a bare "File too large" names nothing); the
+    temporary file is removed and a checkpoint already at ``path`` is left as it was.
+    """
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "cannot write checkpoint: the path is empty", path)
     base = os.path.basename(path)
+    if base in ("", ".", ".."):  # "models/" would put the temporary file beside "models"
+        raise IsADirectoryError(
+            errno.EISDIR, "cannot write checkpoint: the path names a folder, not a file", path
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp: str | None = None
     try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    try:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -264,9 +279,13 @@ def _atomic_write(path: str, data: bytes) -> None:
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # OSError(errno, ...) picks the matching subclass (PermissionError, ...).
+            raise OSError(exc.errno, f"cannot write checkpoint: {exc.strerror}", path) from exc
         raise
     _fsync_folder(folder)
     _remove_stale(folder, base)
@@ -336,6 +355,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 def _fail(where: str, message: str) -> CheckpointError:
     return CheckpointError(f"{where}: {message}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (native errors can span several)."""
+    return " ".join(str(exc).split())
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -712,25 +736,44 @@ def load_engine(
     try:
         encoder = encoder_from_config(_section(meta, "features", where))
         mapper = TargetMapper.from_config(_section(meta, "targets", where), callable=targets)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         if targets is None and _section(meta, "targets", where).get("type") == "callable":
             raise _fail(
                 where,
                 "the engine used a callable target; pass it: Engine.load(path, targets=fn)",
             ) from exc
-        raise _fail(where, f"invalid configuration: {exc}") from exc
+        raise _fail(where, f"invalid configuration: {_one_line(exc)}") from exc
     layers = network_config["layers"]
     if layers[0] != encoder.n_inputs or layers[-1] != mapper.n_outputs:
         raise _fail(where, "invalid configuration: layers do not match the encoder and targets")
+    # The engine builds its network from hidden_layers: check them against the
+    # layers the weight tensors were verified to have *before* anything is
+    # allocated, so an edited size cannot make loading allocate gigabytes.
+    hidden = engine_config.get("hidden_layers")
+    if not isinstance(hidden, list) or hidden != layers[1:-1]:
+        raise _fail(
+            where,
+            f"invalid configuration: engine hidden_layers {hidden!r} do not match the "
+            f"network's layers {layers!r}",
+        )
+    for key in ("activation", "loss", "optimizer"):  # the native constructor's error is unclear
+        if key in engine_config and not isinstance(engine_config[key], str):
+            raise _fail(
+                where,
+                f"invalid engine configuration: {key} must be a string, got {engine_config[key]!r}",
+            )
     try:
         engine = Engine(features=encoder, targets=mapper, **engine_config)
     except (TypeError, ValueError) as exc:
-        raise _fail(where, f"invalid engine configuration: {exc}") from exc
+        raise _fail(where, f"invalid engine configuration: {_one_line(exc)}") from exc
     try:
         # Engine.config rounds the learning rate for display; restore it exactly.
         learning_rate = network_config.get("learning_rate")
         if isinstance(learning_rate, float) and math.isfinite(learning_rate) and learning_rate > 0:
-            engine.network.learning_rate = learning_rate
+            try:
+                engine.network.learning_rate = learning_rate
+            except (TypeError, ValueError) as exc:
+                raise _fail(where, f"invalid network configuration: {_one_line(exc)}") from exc
         rebuilt = engine.config
         same = all(rebuilt.get(k) == v for k, v in engine_config.items())
         if _exact_config(engine.network) != network_config or not same:

@@ -791,7 +791,8 @@ def encoder_from_config(config: Mapping[str, Any]) -> Encoder:
     if not isinstance(config, Mapping):
         raise ValueError(f"encoder config must be a mapping, got {type(config).__name__}")
     kind = config.get("type")
-    if kind not in _ENCODERS:
+    # isinstance first: an unhashable type (a list from JSON) must not raise TypeError.
+    if not isinstance(kind, str) or kind not in _ENCODERS:
         raise ValueError(
             f"encoder config: unknown type {kind!r}; expected one of {sorted(_ENCODERS)}"
         )

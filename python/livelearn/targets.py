@@ -297,7 +297,8 @@ class TargetMapper:
             "callable": {"type", "name", "n_outputs"},
             "none": {"type", "n_outputs"},
         }
-        if kind not in allowed:
+        # isinstance first: an unhashable type (a list from JSON) must not raise TypeError.
+        if not isinstance(kind, str) or kind not in allowed:
             raise ValueError(
                 f"target config: unknown type {kind!r}; expected 'mapping', 'callable' or 'none'"
             )
