@@ -20,6 +20,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+
 from livelearn.datasets import (
     CAMPAIGNS,
     SAMPLE_COLUMNS,

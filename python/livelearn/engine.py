@@ -61,25 +61,41 @@ _FORKED_MESSAGE = (
 )
 
 
+_HELD_FOR_FORK: list[threading.Lock] = []
+
+
 def _before_fork() -> None:
     # No native training step may be in flight when the process is copied:
     # the child would inherit the network's lock held by a thread that does
-    # not exist there. Holding every batch lock waits for the current batch.
+    # not exist there. Holding every batch lock waits for the current batch;
+    # holding every Future condition waits for a batch being resolved. A
+    # batch lock this very thread holds (os.fork() from a target function) is
+    # left alone: its native step is not running, and waiting would deadlock.
+    mine = getattr(_DISPATCHER, "batch_of", None)
     for engine in list(_ALL):
-        engine._batch_lock.acquire()
+        if engine is not mine:
+            engine._batch_lock.acquire()
+            _HELD_FOR_FORK.append(engine._batch_lock)
+        engine._done.acquire()
 
 
 def _after_fork_in_parent() -> None:
     for engine in list(_ALL):
-        if engine._batch_lock.locked():
-            engine._batch_lock.release()
+        engine._done.release()
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop().release()
 
 
 def _after_fork_in_child() -> None:
     # The child has no dispatcher threads; every lock is replaced (another
     # thread of the parent may have held one). The engine stays readable
-    # (stats, history, save) and refuses new work with a clear error.
+    # (stats, history, save) and refuses new work with a clear error. Steps
+    # the parent had queued or in flight are the parent's to train: their
+    # copies here are resolved as skipped, so nothing in the child waits forever.
+    _HELD_FOR_FORK.clear()
+    me = threading.get_ident()
     for engine in list(_ALL):
+        engine._done.release()  # the same condition: the child's Futures keep it
         engine._batch_lock = threading.Lock()
         engine._book = threading.Lock()
         engine._submit_lock = threading.Lock()
@@ -88,6 +104,14 @@ def _after_fork_in_child() -> None:
         engine._forked = True
         engine._closing = True
         engine._threads = []
+        inherited = [f for _, f in engine._queue]
+        engine._queue.clear()
+        for thread_id, batch in list(engine._inflight.items()):
+            if thread_id != me:  # this thread's own batch goes on here
+                inherited += [f for _, f in batch if not f.done()]
+                del engine._inflight[thread_id]
+        if inherited:
+            engine._skip(inherited, _SKIPPED_FORKED)
     _LIVE.clear()
 
 
@@ -245,6 +269,15 @@ class Engine:
                 f"n_outputs: {n_outputs} does not match the targets' n_outputs={mapper.n_outputs}"
             )
         self._targets = mapper
+        for name, value, example in (
+            ("activation", activation, "tanh"),
+            ("loss", loss, "bce"),
+            ("optimizer", optimizer, "sgd"),
+        ):
+            # The native constructor would answer a non-str with pybind11's
+            # multi-line overload listing; unknown names it rejects itself.
+            if not isinstance(value, str) or not value.isascii():
+                raise ValueError(f"{name}: must be a name such as {example!r}, got {value!r}")
         output = "sigmoid" if loss == "bce" else "identity"
         # Building the network validates every optimizer argument now, not later.
         self._network_config: dict[str, Any] = {
@@ -287,6 +320,8 @@ class Engine:
         # can never miss an item appended just before it.
         self._submit_lock = threading.Lock()
         self._blocked_producers = 0  # producers waiting for queue room
+        # Batches taken from the queue and not yet resolved, by dispatcher thread.
+        self._inflight: dict[int, list[tuple[object, StepFuture[StepResult]]]] = {}
         self._forked = False  # True in a child process created by os.fork()
         _ALL.add(self)
         self._autosave: AutoSaver | None = None  # None: no cost on the hot path
@@ -402,13 +437,20 @@ class Engine:
             self._skip_uninitialized([future])
             return future
         queue = self._queue
-        if len(queue) >= self._max_pending:
-            self._make_room(1)
-        with self._submit_lock:
-            if self._closing:
-                raise EngineClosed(_FORKED_MESSAGE if self._forked else "train_step after close()")
-            seq = next(self._submitted)
-            queue.append((interaction, future))
+        overflow = False
+        while True:
+            # The bound is checked under the lock that guards the append, so
+            # concurrent producers can never overfill the queue together.
+            with self._submit_lock:
+                if self._closing:
+                    raise EngineClosed(
+                        _FORKED_MESSAGE if self._forked else "train_step after close()"
+                    )
+                if overflow or len(queue) < self._max_pending:
+                    seq = next(self._submitted)
+                    queue.append((interaction, future))
+                    break
+            overflow = self._make_room(1)
         idle = self._idle
         if idle[0] or (self._workers > 1 and any(idle)):
             # Wake a sleeping dispatcher once, not on every call until it runs.
@@ -438,33 +480,44 @@ class Engine:
         if not self._initialized:
             self._skip_uninitialized(futures)
             return futures
-        if self._overload == "raise" and len(self._queue) + len(items) > self._max_pending:
-            # All or nothing: the caller never loses Futures of queued steps.
-            raise EngineOverloaded(
-                f"{len(items)} steps do not fit: {len(self._queue)} pending "
-                f"(max_pending={self._max_pending})"
-            )
+        n = len(items)
         start = 0
-        while start < len(items):
-            room = self._max_pending - len(self._queue)
-            if room <= 0:
-                self._make_room(min(len(items) - start, self._max_pending))
-                room = max(1, self._max_pending - len(self._queue))
-            end = min(len(items), start + room)
+        overflow = False
+        while start < n:
             with self._submit_lock:
                 if self._closing:
-                    # Steps already queued still train; these never will.
-                    self._skip_closed(futures[start:])
-                    raise EngineClosed("engine closed during train_many")
-                for _ in range(end - start):
-                    next(self._submitted)
-                self._queue.extend(zip(items[start:end], futures[start:end], strict=True))
-            self._wake.set()
-            start = end
+                    break
+                queued = len(self._queue)
+                if start == 0 and self._overload == "raise" and queued + n > self._max_pending:
+                    # All or nothing: the caller never loses Futures of queued steps.
+                    raise EngineOverloaded(
+                        f"{n} steps do not fit: {queued} pending (max_pending={self._max_pending})"
+                    )
+                end = n if overflow else min(n, start + max(0, self._max_pending - queued))
+                if end > start:
+                    for _ in range(end - start):
+                        next(self._submitted)
+                    self._queue.extend(zip(items[start:end], futures[start:end], strict=True))
+            if end > start:
+                self._wake.set()
+                start = end
+                continue
+            try:
+                overflow = self._make_room(min(n - start, self._max_pending))
+            except EngineClosed:
+                break
+        if start < n:
+            if start == 0:
+                raise EngineClosed(_FORKED_MESSAGE if self._forked else "train_many after close()")
+            # Closed midway: the queued part trains and keeps its Futures; the
+            # rest is resolved as skipped, so the caller still gets one per item.
+            logger.warning("%d step(s) %s", n - start, _SKIPPED_CLOSED)
+            self._submit_skipped(futures[start:], _SKIPPED_CLOSED)
         return futures
 
-    def _make_room(self, needed: int) -> None:
-        """Apply the overload policy until ``needed`` more items fit."""
+    def _make_room(self, needed: int) -> bool:
+        """Apply the overload policy until ``needed`` more items fit. Returns
+        True when the caller must queue them even though they do not fit."""
         if self._overload == "raise":
             raise EngineOverloaded(
                 f"{len(self._queue)} steps pending (max_pending={self._max_pending})"
@@ -480,17 +533,13 @@ class Engine:
             if dropped:
                 reason = "dropped: the queue was full (overload='drop_oldest')"
                 logger.warning("%d queued steps skipped: %s", len(dropped), reason)
-                with self._book:
-                    self._counters.skipped += len(dropped)
-                    self._resolved += len(dropped)
-                result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
-                resolve_all(self._done, dropped, [result] * len(dropped))
-            return
+                self._skip(dropped, reason)
+            return False
         if getattr(_DISPATCHER, "active", False):
             # Called from a dispatcher thread (a done callback submitting more
             # work): waiting for room only this thread can make would deadlock,
             # so the queue may exceed max_pending by these items instead.
-            return
+            return True
         self._wake.set()
         with self._room:
             self._blocked_producers += 1
@@ -501,23 +550,22 @@ class Engine:
                     self._room.wait(0.1)
             finally:
                 self._blocked_producers -= 1
+        return False
 
     def _skip_uninitialized(self, futures: list[StepFuture[StepResult]]) -> None:
         reason = "skipped: the engine is not initialised (call initialize())"
         logger.warning("%d step(s) %s", len(futures), reason)
-        for _ in futures:
-            next(self._submitted)
-        with self._book:
-            self._counters.skipped += len(futures)
-            self._resolved += len(futures)
-        result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
-        resolve_all(self._done, futures, [result] * len(futures))
+        self._submit_skipped(futures, reason)
 
-    def _skip_closed(self, futures: list[StepFuture[StepResult]]) -> None:
-        """Resolve Futures handed out for steps that will never be queued."""
-        reason = "skipped: the engine was closed before this step was queued"
+    def _submit_skipped(self, futures: list[StepFuture[StepResult]], reason: str) -> None:
+        """Count Futures handed out for steps that will never be queued, and
+        resolve them as skipped."""
         for _ in futures:
             next(self._submitted)
+        self._skip(futures, reason)
+
+    def _skip(self, futures: list[StepFuture[StepResult]], reason: str) -> None:
+        """Resolve already-counted Futures as skipped (never trained)."""
         with self._book:
             self._counters.skipped += len(futures)
             self._resolved += len(futures)
@@ -539,11 +587,25 @@ class Engine:
             pass
         if not batch:
             return
+        inflight = self._inflight
+        me = threading.get_ident()
+        inflight[me] = batch  # for a fork meanwhile: the child resolves its copies
         try:
             with self._batch_lock:
-                self._process(batch)
+                _DISPATCHER.batch_of = self
+                try:
+                    results, any_rejected = self._process(batch)
+                finally:
+                    _DISPATCHER.batch_of = None
+            # Resolved after the batch lock is released: a done callback may
+            # call save(), export_state() or os.fork(), which take that lock.
+            resolve_all(self._done, [f for _, f in batch], results)
+            if any_rejected:
+                self._log_rejections([it for it, _ in batch], results)
         except BaseException as exc:  # never leave a Future unresolved
             self._fail(batch, exc)
+        finally:
+            inflight.pop(me, None)
         if self._autosave is not None:
             self._autosave.maybe_save(self)
         if self._blocked_producers:
@@ -595,9 +657,13 @@ class Engine:
             return self._encoder.encode_sparse_many(items)
         return self._encoder.encode_many(items)
 
-    def _process(self, batch: list[tuple[object, StepFuture[StepResult]]]) -> None:
+    def _process(
+        self, batch: list[tuple[object, StepFuture[StepResult]]]
+    ) -> tuple[list[object], bool]:
+        """Train a batch and book it; returns each step's result (a
+        :class:`StepResult` or the error that made it invalid) and whether any
+        step was rejected. The caller resolves the Futures."""
         items = [it for it, _ in batch]
-        futures = [f for _, f in batch]
         n = len(items)
         features, errors = self._encode(items)
         encoded = [i for i in range(n) if errors[i] is None] if any(errors) else list(range(n))
@@ -693,9 +759,7 @@ class Engine:
                 self._log_losses(before, sum_before, trained_losses)
             c.rejected += n_rejected_native + n_invalid
             self._resolved += n
-        resolve_all(self._done, futures, results)
-        if n_invalid or n_rejected_native:
-            self._log_rejections(items, results)
+        return results, bool(n_invalid or n_rejected_native)
 
     def _log_losses(self, before: int, sum_before: float, losses: NDArray[np.float32]) -> None:
         """INFO line at every multiple of ``log_every`` reached by this batch,
@@ -953,7 +1017,13 @@ class Engine:
         }
 
 
-_DISPATCHER = threading.local()  # .active is True inside dispatcher threads
+_SKIPPED_CLOSED = "skipped: the engine was closed before this step was queued"
+_SKIPPED_FORKED = (
+    "skipped in this child process: the parent process trains it (queued before os.fork())"
+)
+# .active: True inside dispatcher threads; .batch_of: the engine whose batch
+# lock this thread holds (read by the fork handler).
+_DISPATCHER = threading.local()
 
 
 def _dispatch_loop(

@@ -69,13 +69,6 @@ def test_a_huge_int_hyperparameter_raises_value_error(where: str) -> None:
             net.apply_delta({k: np.zeros_like(v) for k, v in net.parameters().items()}, 10**400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py Engine.__init__: activation/loss/optimizer are passed to the "
-    "native Network unchecked, so a non-str value (or a str with a lone surrogate) raises "
-    "pybind11's multi-line TypeError 'incompatible constructor arguments...' instead of "
-    "the ValueError naming the argument that every other bad Engine argument gives.",
-)
 @pytest.mark.parametrize(
     "kwargs",
     [{"activation": 1.5}, {"loss": None}, {"optimizer": "\ud800"}],

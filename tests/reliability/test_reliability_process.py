@@ -183,14 +183,6 @@ CALLBACK_SAVE = """
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py _run_batch/_process: Futures are resolved (resolve_all, which runs "
-    "the done callbacks) while _run_batch still holds self._batch_lock, and "
-    "export_state()/import_state() take that same non-reentrant lock: a done callback "
-    "that calls engine.save() (or export_state/import_state/Engine.load into it) "
-    "deadlocks the dispatcher forever -- every later step hangs and close() never returns.",
-)
 def test_save_from_a_done_callback_does_not_deadlock() -> None:
     out = run_python(CALLBACK_SAVE, timeout=90)
     assert out["callback_finished"], out
@@ -314,13 +306,6 @@ def test_forked_child_gets_a_clear_error_or_a_working_engine(forked: dict[str, A
         assert child["stats"] == "ok", child
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py _after_fork_in_child: the child keeps its copy of the parent's "
-    "queue, and the Futures in it (copies of steps the parent trains) never resolve in the "
-    "child -- code there that waits on one (f.result()) hangs forever. Wanted: the handler "
-    "resolves them in the child, e.g. skipped with reason 'trained by the parent process'.",
-)
 def test_futures_inherited_by_a_forked_child_resolve_there(forked: dict[str, Any]) -> None:
     for child in forked["children"]:
         assert child["exit"] == 0, child
@@ -357,26 +342,40 @@ FORK_FROM_CALLBACK = """
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py _before_fork: it acquires every engine's _batch_lock, but a done "
-    "callback runs in the dispatcher while that thread holds its engine's _batch_lock "
-    "(resolve_all inside _run_batch), so os.fork() from a done callback -- e.g. starting a "
-    "multiprocessing 'fork' worker -- blocks forever on a lock its own thread holds.",
-)
 def test_fork_from_a_done_callback_does_not_deadlock() -> None:
     out = run_python(FORK_FROM_CALLBACK, timeout=90)
     assert out["callback_finished"], out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py train_many: when close() interrupts a train_many that has queued "
-    "part of its items (blocked in _make_room for room, or the 'engine closed during "
-    "train_many' branch), it raises EngineClosed: the caller gets no Future for the part "
-    "already queued, which still trains. Wanted: return every Future (the unqueued tail "
-    "resolved as skipped), or queue nothing.",
-)
+FORK_FROM_TARGET = """
+    import json, os, faulthandler
+    faulthandler.dump_traceback_later(50, exit=True)
+    from livelearn import Engine, InteractionData
+    forked = []
+    def target(x):  # runs in the dispatcher, inside the batch
+        if x.action_type == "fork" and not forked:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            forked.append(pid)
+        return 1.0
+    engine = Engine(targets=target, log_every=0).initialize()
+    first = engine.train_step(InteractionData("fork", 1.0, "u"))
+    status = first.result(timeout=10).status.value
+    later = engine.train_step(InteractionData("click", 2.0, "u")).result(timeout=10).status.value
+    engine.close()
+    print(json.dumps({"forked": bool(forked), "status": status, "later": later}), flush=True)
+"""
+
+
+def test_fork_from_a_target_function_does_not_deadlock() -> None:
+    """os.fork() from user code that runs inside a batch (a target function)
+    must not wait for the batch lock its own thread holds."""
+    out = run_python(FORK_FROM_TARGET, timeout=90)
+    assert out == {"forked": True, "status": "trained", "later": "trained"}, out
+
+
 def test_train_many_interrupted_by_close_loses_no_future() -> None:
     gate = Gate()
     engine = Engine(targets=gate, max_pending=2, overload="block", log_every=0).initialize()

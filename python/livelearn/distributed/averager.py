@@ -23,10 +23,11 @@ invariant is ``theta = B + U``, ``U`` the replica's own learning since then
 5. ``B = G`` and ``steps(B) = steps(S)``: the invariant holds again with ``U = L``.
 
 Nothing is counted twice: ``delta`` holds exactly the steps up to ``S``, ``L``
-exactly those after; whatever ``G`` is, the next delta is measured from it. A round with nothing to push (``n = 0``) and the first
-round (joining) are pulls: ``theta += G - B``, ``B = G`` (joining keeps whatever
-the replica learned before it reached the coordinator, on top of ``G``; a fresh
-replica simply adopts ``G``).
+exactly those after; whatever ``G`` is, the next delta is measured from it. A
+round with nothing to push (``n = 0``) and the first round (joining) are pulls:
+``theta += G - B``, ``B = G`` (joining keeps whatever the replica learned
+before it reached the coordinator, on top of ``G``; a fresh replica simply
+adopts ``G``).
 
 Failures: if the push or the pull raises, nothing local changes (parameters,
 optimizer state, ``steps``, ``version``, ``B``); the round is counted in
