@@ -142,13 +142,34 @@ bool is_numpy_real(py::handle h) {
   return py::isinstance(h, numpy.attr("floating")) || py::isinstance(h, numpy.attr("integer"));
 }
 
+enum class Overflow { Raise, Infinity };
+
+// The one conversion of a Python real (float, int, numpy scalar, anything with
+// __float__ or __index__; the caller checks the type) to a double. A value
+// beyond the double range, such as the int 10**400, either raises ValueError
+// "<name>: out of float32 range" or becomes +-inf, as the float 1e400 would.
+double to_double(py::handle obj, const char* name, Overflow overflow) {
+  const double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) throw py::error_already_set();
+    PyErr_Clear();
+    if (overflow == Overflow::Raise) value_error(std::string(name) + ": out of float32 range");
+    py::int_ zero(0);
+    const int negative = PyObject_RichCompareBool(obj.ptr(), zero.ptr(), Py_LT);
+    if (negative < 0) throw py::error_already_set();
+    return negative ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::infinity();
+  }
+  return v;
+}
+
 float to_float(py::handle obj, const char* name) {
   if (PyBool_Check(obj.ptr()) || !(PyFloat_Check(obj.ptr()) || PyLong_Check(obj.ptr()) ||
                                    PyObject_HasAttrString(obj.ptr(), "__float__"))) {
     type_error(std::string(name) + ": expected a number, got " +
                std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
-  const double v = py::cast<double>(obj);
+  const double v = to_double(obj, name, Overflow::Raise);
   if (!std::isfinite(v))
     value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
   if (std::fabs(v) > std::numeric_limits<float>::max())
@@ -166,9 +187,8 @@ struct Labels {
 Labels target_of(py::handle y, std::size_t k) {
   if (PyFloat_Check(y.ptr()) || (PyLong_Check(y.ptr()) && !PyBool_Check(y.ptr()))) {
     if (k != 1) value_error("y: expected shape (" + std::to_string(k) + ",), got a scalar");
-    Labels l{F32(), nullptr, static_cast<float>(PyFloat_AsDouble(y.ptr()))};
-    if (PyErr_Occurred()) throw py::error_already_set();
-    return l;
+    // Too large for a double (10**400) or a float: inf, rejected as non-finite input.
+    return {F32(), nullptr, static_cast<float>(to_double(y, "y", Overflow::Infinity))};
   }
   F32 arr = as_f32(y, "y");
   if (arr.ndim() == 0 && k == 1) return {arr, arr.data(), 0.0f};
@@ -282,7 +302,7 @@ Config make_config(py::handle layers, const std::string& activation, const std::
       type_error(std::string(name) + ": expected a number, got " +
                  std::string(py::str(py::type::of(h).attr("__name__"))));
     }
-    return static_cast<float>(py::cast<double>(h));
+    return static_cast<float>(to_double(h, name, Overflow::Raise));
   };
   c.learning_rate = number(learning_rate, "learning_rate");
   c.momentum = number(momentum, "momentum");
