@@ -508,12 +508,77 @@ def test_non_finite_input_is_rejected_and_changes_nothing(opt, where):
     assert np.isnan(net.train_batch(X, Y)[1])
 
 
+F32_ABOVE_ONE = float(np.nextafter(np.float32(1.0), np.float32(2.0)))
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("label", [2.0, -1.0, -1e30, 1e30, F32_ABOVE_ONE, -1e-45])
+def test_bce_target_outside_0_1_is_rejected_and_changes_nothing(opt, label):
+    """With loss="bce" the target is a probability: outside [0, 1] the step is
+    rejected like a non-finite input, dense or sparse, alone or in a batch."""
+    kw = {"sgd": {}, "momentum": {"momentum": 0.9}, "adam": {"optimizer": "adam"}}[opt]
+    net = trained_net(**kw)
+    x = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    before = state_bytes(net)
+    steps, rejected = net.steps, net.rejected_steps
+    with pytest.raises(StepRejected, match=r"target outside \[0, 1\] for bce"):
+        net.train_step(x, label)
+    with pytest.raises(StepRejected, match=r"target outside \[0, 1\] for bce"):
+        net.train_step_sparse(np.array([0, 2], np.int32), np.array([1.0, -0.5], np.float32), label)
+    after = state_bytes(net)
+    assert after.pop("counters.rejected_steps") != before.pop("counters.rejected_steps")
+    assert after == before
+    assert (net.steps, net.rejected_steps) == (steps, rejected + 2)
+
+    # In a batch the bad row is reported (NaN loss and prediction, its status) and
+    # every other row trains exactly as in a batch without it.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(9, 4)).astype(np.float32)
+    Y = rng.random(9).astype(np.float32)
+    Y[4] = label
+    keep = [r for r in range(9) if r != 4]
+    indptr = np.arange(0, 37, 4, dtype=np.int64)  # every input active in every row
+    indices = np.tile(np.arange(4, dtype=np.int32), 9)
+    keep_ptr = np.arange(0, 33, 4, dtype=np.int64)
+    for sparse in (False, True):
+        net, reference = trained_net(**kw), trained_net(**kw)
+        if sparse:
+            out = net.train_batch_sparse_detailed(indptr, indices, X.reshape(-1), Y)
+            ref = reference.train_batch_sparse_detailed(
+                keep_ptr, indices[:32], X[keep].reshape(-1), Y[keep]
+            )
+        else:
+            out = net.train_batch_detailed(X, Y)
+            ref = reference.train_batch_detailed(X[keep], Y[keep])
+        losses, preds, status = out
+        assert STATUS_NAMES[status[4]] == "target outside [0, 1] for bce"
+        assert np.isnan(losses[4]) and np.isnan(preds[4]).all()
+        assert losses[keep].tobytes() == ref[0].tobytes()
+        assert preds[keep].tobytes() == ref[1].tobytes()
+        assert not status[keep].any() and not ref[2].any()
+        after, expected = state_bytes(net), state_bytes(reference)
+        assert after.pop("counters.rejected_steps") != expected.pop("counters.rejected_steps")
+        assert after == expected
+        assert (net.steps, net.rejected_steps) == (reference.steps, 1)
+
+
+def test_bce_targets_0_and_1_train_and_mse_targets_have_no_range():
+    net = trained_net()
+    x = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    for label in (0.0, -0.0, 1.0, 0.5):
+        assert math.isfinite(net.train_step(x, label))
+    mse = Network(layers=[4, 6, 1], loss="mse", output="sigmoid", seed=0)
+    assert math.isfinite(mse.train_step(x, 2.0)) and math.isfinite(mse.train_step(x, -1.0))
+    assert mse.rejected_steps == 0
+
+
 def test_status_names():
     assert STATUS_NAMES == (
         "trained",
         "non-finite input",
         "non-finite loss",
         "non-finite gradient or update",
+        "target outside [0, 1] for bce",
     )
     assert livelearn.STATUS_NAMES is STATUS_NAMES
 

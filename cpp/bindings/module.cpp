@@ -332,9 +332,11 @@ Config make_config(py::handle layers, const std::string& activation, const std::
 PYBIND11_MODULE(_core, m) {
   m.doc() = "livelearn native core: a thread-safe multi-layer perceptron (see livelearn.Network).";
   py::register_exception<StepRejected>(m, "StepRejected", PyExc_ValueError);
+  // Indexed by the status codes of train_batch_detailed (StepStatus values).
   m.attr("STATUS_NAMES") =
       py::make_tuple(to_string(StepStatus::Trained), to_string(StepStatus::NonFiniteInput),
-                     to_string(StepStatus::NonFiniteLoss), to_string(StepStatus::NonFiniteUpdate));
+                     to_string(StepStatus::NonFiniteLoss), to_string(StepStatus::NonFiniteUpdate),
+                     to_string(StepStatus::TargetOutOfRange));
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(LIVELEARN_NO_DISPATCH)
   m.attr("RUNTIME_DISPATCH") = true;

@@ -38,6 +38,8 @@ const char* to_string(StepStatus s) {
       return "non-finite loss";
     case StepStatus::NonFiniteUpdate:
       return "non-finite gradient or update";
+    case StepStatus::TargetOutOfRange:
+      return "target outside [0, 1] for bce";
   }
   return "?";
 }
@@ -97,6 +99,13 @@ LL_INLINE int any_not_finite(const float* __restrict v, std::size_t n) {
     bad |= block;
   }
   for (; i < n; ++i) bad |= not_finite(v[i]);
+  return bad;
+}
+
+// True if any (finite) v lies outside [0, 1]: a BCE target must be a probability.
+LL_INLINE int any_outside_unit(const float* __restrict v, std::size_t n) {
+  int bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad |= !(v[i] >= 0.0f && v[i] <= 1.0f);
   return bad;
 }
 
@@ -386,6 +395,13 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     ++rejected_steps_;
     if (prediction) std::fill(prediction, prediction + k, kNaN);
     return {kNaN, StepStatus::NonFiniteInput};
+  }
+  // BCE reads the target as a probability: outside [0, 1] its loss is
+  // unbounded below and training on it would only wreck the weights.
+  if (config_.loss == Loss::BCE && any_outside_unit(y, k)) {
+    ++rejected_steps_;
+    if (prediction) std::fill(prediction, prediction + k, kNaN);
+    return {kNaN, StepStatus::TargetOutOfRange};
   }
 
   // Forward pass; every layer's activation is kept for the backward pass.

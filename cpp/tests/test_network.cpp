@@ -443,6 +443,48 @@ TEST_P(Guard, NonFiniteLossChangesNothing) {
       net, [&] { return net.train_step(x.data(), &y, nullptr); }, StepStatus::NonFiniteLoss);
 }
 
+// With loss BCE the target is a probability: one outside [0, 1] is rejected
+// before anything is computed (NaN loss and prediction, dense and sparse);
+// the bounds themselves train.
+TEST_P(Guard, BceTargetOutsideUnitIntervalChangesNothing) {
+  const GuardCase& g = GetParam();
+  Config c = make_config({4, 6, 3, 1});  // sigmoid output, BCE
+  c.optimizer = g.optimizer;
+  c.momentum = g.momentum;
+  c.weight_decay = g.weight_decay;
+  Network net(c);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20; ++i) {  // non-zero optimizer buffers show any change
+    const auto x = random_vector(4, rng);
+    const float y = x[0] > x[1] ? 1.0f : 0.0f;
+    ASSERT_EQ(net.train_step(x.data(), &y, nullptr).status, StepStatus::Trained);
+  }
+  const std::vector<float> x{0.1f, -0.2f, 0.3f, 0.4f};
+  const std::int32_t idx[] = {0, 2};
+  const float val[] = {1.0f, -0.5f};
+  for (float bad : {2.0f, -1.0f, -1e30f, 1e30f, 3.4e38f, std::nextafter(1.0f, 2.0f), -1e-45f}) {
+    std::vector<float> pred(1, 123.0f);
+    double loss = 0.0;
+    expect_rejected(
+        net,
+        [&] {
+          const StepResult r = net.train_step(x.data(), &bad, pred.data());
+          loss = r.loss;
+          return r;
+        },
+        StepStatus::TargetOutOfRange);
+    EXPECT_TRUE(std::isnan(pred[0])) << bad;
+    EXPECT_TRUE(std::isnan(loss)) << bad;
+    expect_rejected(
+        net, [&] { return net.train_step_sparse(idx, val, 2, &bad, pred.data()); },
+        StepStatus::TargetOutOfRange);
+  }
+  for (float ok : {0.0f, -0.0f, 1.0f, 0.25f}) {
+    EXPECT_EQ(net.train_step(x.data(), &ok, nullptr).status, StepStatus::Trained) << ok;
+    EXPECT_EQ(net.train_step_sparse(idx, val, 2, &ok, nullptr).status, StepStatus::Trained) << ok;
+  }
+}
+
 // Finite loss (1.44e38), but the update is not: lr * g overflows the weights
 // for SGD/momentum, and g^2 (g ~ 2.4e19) overflows Adam's second moment. The
 // update is computed in place, so this checks the complete roll-back of
@@ -486,6 +528,24 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, Guard,
                                            GuardCase{"momentum_wd", Optimizer::SGD, 0.5f, 1e-3f},
                                            GuardCase{"adam_wd", Optimizer::Adam, 0.0f, 1e-3f}),
                          [](const auto& p) { return std::string(p.param.name); });
+
+// One bad output of several rejects the whole example; mse has no range.
+TEST(TargetRange, AnyBceOutputOutsideUnitIntervalRejectsAndMseDoesNotCheck) {
+  Network bce(make_config({3, 4, 2}));
+  const std::vector<float> x{0.5f, -0.5f, 1.0f};
+  std::vector<float> y{0.5f, 1.5f}, pred(2, 123.0f);
+  const State before = export_state(bce);
+  EXPECT_EQ(bce.train_step(x.data(), y.data(), pred.data()).status, StepStatus::TargetOutOfRange);
+  EXPECT_TRUE(std::isnan(pred[0]) && std::isnan(pred[1]));
+  EXPECT_EQ(export_state(bce), before);
+  EXPECT_EQ(bce.steps(), 0u);
+  EXPECT_EQ(bce.rejected_steps(), 1u);
+  EXPECT_EQ(std::string(to_string(StepStatus::TargetOutOfRange)), "target outside [0, 1] for bce");
+
+  Network mse(make_config({3, 4, 2}, Activation::Tanh, Activation::Sigmoid, Loss::MSE));
+  y = {-1.0f, 2.0f};
+  EXPECT_EQ(mse.train_step(x.data(), y.data(), nullptr).status, StepStatus::Trained);
+}
 
 // Property test of the guard over hostile magnitudes: inputs, targets and
 // learning rates spanning 40 orders of magnitude, every activation and

@@ -2,6 +2,7 @@
 // by design, so a ThreadSanitizer build reports only real races in the core.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -210,6 +211,80 @@ TEST(Trainer, BatchEqualsSequentialSteps) {
   EXPECT_EQ(b.counters().rejected_steps, 300u / 41);
   const auto ea = export_all(a), eb = export_all(b);
   for (std::size_t t = 0; t < ea.size(); ++t) EXPECT_EQ(ea[t], eb[t]);
+}
+
+// BCE targets outside [0, 1] in the middle of a batch: those rows are
+// rejected (NaN loss and prediction, TargetOutOfRange), and every other row
+// trains exactly as in a batch without them. Dense and sparse.
+TEST(Trainer, BatchRejectsBceTargetsOutsideUnitIntervalOnly) {
+  constexpr std::size_t kRows = 60;
+  const Stream s(4, kRows, 4, 0);
+  std::vector<float> Y = s.Y;
+  const std::vector<std::size_t> bad{17, 30, 31};
+  Y[17] = 2.0f;
+  Y[30] = -1.0f;
+  Y[31] = -1e30f;
+  std::vector<float> Xk, Yk;  // the batch without the bad rows
+  std::vector<std::size_t> kept;
+  for (std::size_t r = 0; r < kRows; ++r) {
+    if (std::find(bad.begin(), bad.end(), r) != bad.end()) continue;
+    kept.push_back(r);
+    Xk.insert(Xk.end(), &s.X[r * 4], &s.X[r * 4 + 4]);
+    Yk.push_back(Y[r]);
+  }
+  const std::size_t nk = kept.size();
+  Trainer a(small_config()), b(small_config());
+  std::vector<float> la(kRows), lb(nk);
+  std::vector<float> pa(kRows), pb(nk);
+  std::vector<StepStatus> sa(kRows), sb(nk);
+  a.train_batch(kRows, s.X.data(), Y.data(), la.data(), pa.data(), sa.data());
+  b.train_batch(nk, Xk.data(), Yk.data(), lb.data(), pb.data(), sb.data());
+  for (std::size_t r : bad) {
+    EXPECT_EQ(sa[r], StepStatus::TargetOutOfRange) << r;
+    EXPECT_TRUE(std::isnan(la[r]) && std::isnan(pa[r])) << r;
+  }
+  for (std::size_t j = 0; j < nk; ++j) {
+    const std::size_t r = kept[j];
+    EXPECT_EQ(sa[r], StepStatus::Trained) << r;
+    EXPECT_EQ(sb[j], StepStatus::Trained) << r;
+    EXPECT_EQ(std::memcmp(&la[r], &lb[j], sizeof(float)), 0) << r;
+    EXPECT_EQ(std::memcmp(&pa[r], &pb[j], sizeof(float)), 0) << r;
+  }
+  EXPECT_EQ(export_all(a), export_all(b));
+  EXPECT_EQ(a.counters().steps, nk);
+  EXPECT_EQ(a.counters().rejected_steps, bad.size());
+
+  // Sparse: the same rows as CSR (every input active).
+  std::vector<std::int64_t> ptr{0}, ptr_k{0};
+  std::vector<std::int32_t> idx, idx_k;
+  std::vector<float> val, val_k;
+  for (std::size_t r = 0; r < kRows; ++r) {
+    const bool keep = std::find(bad.begin(), bad.end(), r) == bad.end();
+    for (std::int32_t i = 0; i < 4; ++i) {
+      idx.push_back(i);
+      val.push_back(s.X[r * 4 + i]);
+      if (keep) {
+        idx_k.push_back(i);
+        val_k.push_back(s.X[r * 4 + i]);
+      }
+    }
+    ptr.push_back(static_cast<std::int64_t>(idx.size()));
+    if (keep) ptr_k.push_back(static_cast<std::int64_t>(idx_k.size()));
+  }
+  Trainer c(small_config()), d(small_config());
+  std::vector<float> lc(kRows), ld(nk);
+  std::vector<StepStatus> sc(kRows), sd(nk);
+  c.train_batch_sparse({kRows, ptr.data(), idx.data(), val.data()}, Y.data(), lc.data(), nullptr,
+                       sc.data());
+  d.train_batch_sparse({nk, ptr_k.data(), idx_k.data(), val_k.data()}, Yk.data(), ld.data(),
+                       nullptr, sd.data());
+  for (std::size_t r : bad) EXPECT_EQ(sc[r], StepStatus::TargetOutOfRange) << r;
+  for (std::size_t j = 0; j < nk; ++j) {
+    EXPECT_EQ(sc[kept[j]], StepStatus::Trained);
+    EXPECT_EQ(std::memcmp(&lc[kept[j]], &ld[j], sizeof(float)), 0) << kept[j];
+  }
+  EXPECT_EQ(export_all(c), export_all(d));
+  EXPECT_EQ(c.counters().rejected_steps, bad.size());
 }
 
 TEST(Trainer, PredictRejectsNonFiniteRows) {

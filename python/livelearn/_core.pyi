@@ -5,11 +5,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-STATUS_NAMES: tuple[str, str, str, str]
+STATUS_NAMES: tuple[str, str, str, str, str]
 RUNTIME_DISPATCH: bool
 
 class StepRejected(ValueError):
-    """A training step was refused (non-finite input, loss or update); the model is unchanged."""
+    """A training step was refused (non-finite input, loss or update, or a bce target
+    outside [0, 1]); the model is unchanged."""
 
 class Network:
     def __init__(

@@ -17,6 +17,9 @@ from livelearn import _core
 
 StepRejected = _core.StepRejected
 STATUS_NAMES: tuple[str, ...] = tuple(_core.STATUS_NAMES)
+"""The name of every status code of ``train_batch_detailed``, indexed by code:
+``0`` trained, ``1`` non-finite input, ``2`` non-finite loss, ``3`` non-finite
+gradient or update, ``4`` target outside [0, 1] for bce."""
 
 
 class Network(_core.Network):
@@ -34,9 +37,11 @@ class Network(_core.Network):
     ``train_batch`` runs ``n`` such steps in order (the same result as ``n``
     calls of ``train_step``), not one averaged mini-batch step.
 
-    A step whose input, loss, gradient or update is not finite changes
-    nothing except ``rejected_steps``; ``train_step`` then raises
-    :class:`StepRejected`, ``train_batch`` reports ``nan`` for that row.
+    A step whose input, loss, gradient or update is not finite, or (with
+    ``loss="bce"``, whose target is a probability) whose target lies outside
+    [0, 1], changes nothing except ``rejected_steps``; ``train_step`` then raises
+    :class:`StepRejected`, ``train_batch`` reports ``nan`` for that row and
+    ``train_batch_detailed`` its status code (see :data:`STATUS_NAMES`).
 
     Thread-safe: any number of threads may train and predict at once. A
     training step holds the network's lock for one step, so a concurrent

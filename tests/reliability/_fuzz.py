@@ -6,8 +6,8 @@ The contract checked for every generated case:
 * ``InteractionData(...)`` either builds a valid object or raises
   :class:`InvalidInteraction`;
 * ``Engine.train_step(x)`` returns a Future that resolves (bounded wait): trained,
-  or rejected by the network's non-finite guard, or raising
-  :class:`InvalidInteraction` -- and after a rejection the model's bytes are
+  or rejected by the network's guard (a non-finite value, a bce target outside
+  [0, 1]), or raising :class:`InvalidInteraction` -- and after a rejection the model's bytes are
   unchanged (only the ``rejected_steps`` counter moves for a guard rejection);
   ``Engine.predict`` returns finite values or raises ``InvalidInteraction``;
 * a ``Network`` method either works (state finite, counters consistent with the

@@ -39,7 +39,8 @@ def test_adversarial_targets_are_rejected_and_change_nothing(
     an mse engine: its loss overflows. Those steps, and only those, are rejected;
     the final model is bit-identical to a fresh network trained on the normal
     steps alone -- so a rejected step changed nothing, not even the optimizer
-    state. (For bce such targets are not a guard matter: see the xfail below.)"""
+    state. (For bce such targets are out of range: see
+    test_bce_rejects_targets_outside_0_1.)"""
     engine = Engine(
         targets=TARGETS, loss="mse", optimizer=optimizer, momentum=momentum, log_every=0,
         batch_size=16,
@@ -155,17 +156,11 @@ def test_extreme_numeric_features_never_make_weights_non_finite() -> None:
         assert s.steps > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py/targets.py (TargetMapper checks only the float32 range): with "
-    "loss='bce' the output is a probability, yet targets outside [0, 1] are accepted and "
-    "trained. label=-1e30 trains and leaves weights near 1e28 -- one "
-    "event ruins the model and the non-finite guard has nothing to reject; label=2 or -1 "
-    "trains with a negative loss. Wanted: such a step is rejected (InvalidInteraction) "
-    "and changes nothing.",
-)
 @pytest.mark.parametrize("label", [-1e30, 2.0, -1.0])
 def test_bce_rejects_targets_outside_0_1(label: float) -> None:
+    """With loss='bce' the output is a probability: a target outside [0, 1] (which
+    would train with a negative loss, or at -1e30 wreck the weights) is rejected by
+    the network and changes nothing but the rejected counter."""
     engine = Engine(targets=TARGETS, log_every=0)
     with engine, quiet_livelearn():
         results(engine, [interaction(i) for i in range(100)])
