@@ -443,9 +443,9 @@ def test_train_batch_equals_repeated_train_step():
     Y = rng.random((300, 2)).astype(np.float32)
     cfg = dict(layers=[4, 8, 2], loss="mse", optimizer="adam", learning_rate=0.01, seed=9)
     a, b = Network(**cfg), Network(**cfg)
-    steps = np.array([a.train_step(x, y) for x, y in zip(X, Y, strict=True)], np.float32)
+    steps = np.array([a.train_step(x, y) for x, y in zip(X, Y, strict=True)], np.float64)
     batch = b.train_batch(X, Y)
-    assert batch.dtype == np.float32
+    assert batch.dtype == np.float64
     np.testing.assert_array_equal(steps, batch)
     assert state_bytes(a) == state_bytes(b)
     c = Network(**cfg)
@@ -572,6 +572,26 @@ def test_bce_targets_0_and_1_train_and_mse_targets_have_no_range():
     assert mse.rejected_steps == 0
 
 
+def test_losses_are_float64_and_keep_a_finite_loss_beyond_float32():
+    """|p - y| = 1e25: the loss 1e50 overflows float32 but not double, and the
+    gradient 2e25 is finite, so the step trains and reports the loss as it is."""
+    net = Network(layers=[2, 1], output="identity", loss="mse", learning_rate=1e-30, seed=0)
+    state = net.get_state()
+    state["layers.0.weight"] = np.array([[1e25], [0.0]], np.float32)
+    state["layers.0.bias"] = np.zeros(1, np.float32)
+    net.set_state(state)
+    x = np.array([1.0, 0.0], np.float32)
+    expected = float(np.float32(1e25)) ** 2
+    loss = net.train_step(x, 0.0)
+    assert isinstance(loss, float) and loss == pytest.approx(expected, rel=1e-12)
+    losses = net.train_batch(x[None, :], np.zeros(1, np.float32))
+    assert losses.dtype == np.float64 and losses[0] == pytest.approx(expected, rel=1e-6)
+    losses, preds, status = net.train_batch_detailed(x[None, :], np.zeros(1, np.float32))
+    assert losses.dtype == np.float64 and preds.dtype == np.float32 and status[0] == 0
+    assert (net.steps, net.rejected_steps) == (3, 0)
+    assert all(np.isfinite(v).all() for v in net.get_state().values())
+
+
 def test_status_names():
     assert STATUS_NAMES == (
         "trained",
@@ -584,7 +604,7 @@ def test_status_names():
 
 
 def test_exploding_learning_rate_is_rejected_and_changes_nothing():
-    # lr = 1e30: the first step is finite but enormous, the next loss overflows.
+    # lr = 1e30: the first step is finite but enormous, a later one overflows.
     net = Network(
         layers=[2, 4, 1],
         activation="tanh",
@@ -614,7 +634,7 @@ def test_exploding_learning_rate_is_rejected_and_changes_nothing():
 # Each way a step can be rejected after the input check. The docstring of
 # Network promises NaN in train_batch's loss for any rejected row.
 REJECTIONS = {
-    # (p - y)^2 overflows: non-finite loss.
+    # The loss (9e76 in double) is finite, its gradient 2 (p - y) is not: non-finite loss.
     "loss": (dict(learning_rate=0.05), np.float32(3e38)),
     # Loss 1.44e38 is finite, lr * gradient is not: non-finite update.
     "update": (dict(learning_rate=1e30), np.float32(1.2e19)),
@@ -797,9 +817,10 @@ def test_conversions_give_the_same_results_as_float32_contiguous():
 def test_empty_batches_return_empty_arrays(net):
     X, Y = np.empty((0, 4), np.float32), np.empty(0, np.float32)
     losses = net.train_batch(X, Y)
-    assert losses.shape == (0,) and losses.dtype == np.float32
+    assert losses.shape == (0,) and losses.dtype == np.float64
     losses, preds, status = net.train_batch_detailed(X, Y)
     assert losses.shape == (0,) and preds.shape == (0, 1) and status.shape == (0,)
+    assert losses.dtype == np.float64 and preds.dtype == np.float32
     assert status.dtype == np.uint8
     assert net.predict(X).shape == (0, 1)
     indptr, idx, val = np.array([0]), np.empty(0, np.int32), np.empty(0, np.float32)

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -251,17 +252,19 @@ class PyNetwork {
   bool clip_set_;
 };
 
-[[noreturn]] void raise_rejected(StepStatus s, float loss) {
-  throw StepRejected("step rejected: " + std::string(to_string(s)) + " (loss " +
-                     std::to_string(loss) + "); the model is unchanged");
+[[noreturn]] void raise_rejected(StepStatus s, double loss) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.7g", loss);  // 1e+77, not 78 digits
+  throw StepRejected("step rejected: " + std::string(to_string(s)) + " (loss " + text +
+                     "); the model is unchanged");
 }
 
 py::tuple detailed(std::size_t n, std::size_t k,
-                   const std::function<void(float*, float*, StepStatus*)>& run) {
-  py::array_t<float> losses(static_cast<py::ssize_t>(n));
+                   const std::function<void(double*, float*, StepStatus*)>& run) {
+  py::array_t<double> losses(static_cast<py::ssize_t>(n));
   py::array_t<float> preds({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
   py::array_t<std::uint8_t> status(static_cast<py::ssize_t>(n));
-  float* l = losses.mutable_data();
+  double* l = losses.mutable_data();
   float* p = preds.mutable_data();
   auto* s = reinterpret_cast<StepStatus*>(status.mutable_data());
   {
@@ -404,8 +407,8 @@ PYBIND11_MODULE(_core, m) {
             expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
-            py::array_t<float> losses(static_cast<py::ssize_t>(n));
-            float* l = losses.mutable_data();
+            py::array_t<double> losses(static_cast<py::ssize_t>(n));
+            double* l = losses.mutable_data();
             {
               py::gil_scoped_release release;
               self.trainer().train_batch(n, xa.data(), ya.data(), l, nullptr, nullptr);
@@ -419,8 +422,8 @@ PYBIND11_MODULE(_core, m) {
              py::handle Y) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_out());
-            py::array_t<float> losses(static_cast<py::ssize_t>(c.view.rows));
-            float* l = losses.mutable_data();
+            py::array_t<double> losses(static_cast<py::ssize_t>(c.view.rows));
+            double* l = losses.mutable_data();
             {
               py::gil_scoped_release release;
               self.trainer().train_batch_sparse(c.view, ya.data(), l, nullptr, nullptr);
@@ -436,7 +439,7 @@ PYBIND11_MODULE(_core, m) {
             expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
-            return detailed(n, self.n_out(), [&](float* l, float* p, StepStatus* s) {
+            return detailed(n, self.n_out(), [&](double* l, float* p, StepStatus* s) {
               self.trainer().train_batch(n, xa.data(), ya.data(), l, p, s);
             });
           },
@@ -447,7 +450,7 @@ PYBIND11_MODULE(_core, m) {
              py::handle Y) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_out());
-            return detailed(c.view.rows, self.n_out(), [&](float* l, float* p, StepStatus* s) {
+            return detailed(c.view.rows, self.n_out(), [&](double* l, float* p, StepStatus* s) {
               self.trainer().train_batch_sparse(c.view, ya.data(), l, p, s);
             });
           },

@@ -47,6 +47,7 @@ const char* to_string(StepStatus s) {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr double kNaNd = std::numeric_limits<double>::quiet_NaN();
 
 // Layer widths known at compile time let the compiler keep whole rows in
 // registers and reduce in-register; common widths get their own code and
@@ -394,14 +395,14 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   if (any_not_finite(x, x_len) | any_not_finite(y, k)) {
     ++rejected_steps_;
     if (prediction) std::fill(prediction, prediction + k, kNaN);
-    return {kNaN, StepStatus::NonFiniteInput};
+    return {kNaNd, StepStatus::NonFiniteInput};
   }
   // BCE reads the target as a probability: outside [0, 1] its loss is
   // unbounded below and training on it would only wreck the weights.
   if (config_.loss == Loss::BCE && any_outside_unit(y, k)) {
     ++rejected_steps_;
     if (prediction) std::fill(prediction, prediction + k, kNaN);
-    return {kNaN, StepStatus::TargetOutOfRange};
+    return {kNaNd, StepStatus::TargetOutOfRange};
   }
 
   // Forward pass; every layer's activation is kept for the backward pass.
@@ -425,12 +426,15 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     });
   }
 
-  // Loss (mean over outputs) and dLoss/dlogit of the output layer.
+  // Loss (mean over outputs) and dLoss/dlogit of the output layer. The loss
+  // is summed in double: with large (finite) weights |p - t| may exceed 1.8e19,
+  // whose square overflows a float although the gradient 2 (p - t) does not.
   const float* logit = A + act_off_[L - 1];
   float* d_out = deltas_.data() + act_off_[L - 1];
   const float inv_k = 1.0f / static_cast<float>(k);
   const bool sigmoid_out = config_.output_activation == Activation::Sigmoid;
-  float loss = 0.0f;
+  double loss = 0.0;
+  int bad_delta = 0;
   for (std::size_t o = 0; o < k; ++o) {
     const float z = logit[o], t = y[o];
     // e = exp(-|z|) serves both the stable sigmoid and the stable BCE.
@@ -438,19 +442,24 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     const float p = sigmoid_out ? (z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e)) : z;
     if (prediction) prediction[o] = p;
     if (config_.loss == Loss::BCE) {
-      // max(z, 0) - z t + log(1 + exp(-|z|)): stable for any z.
-      loss += std::max(z, 0.0f) - z * t + std::log1p(e);
+      // max(z, 0) - z t + log(1 + exp(-|z|)): stable for any z. With t in
+      // [0, 1] one term is at most |z| + log 2, finite in float; only the
+      // sum over the outputs needs the double.
+      loss += static_cast<double>(std::max(z, 0.0f) - z * t + std::log1p(e));
       d_out[o] = (p - t) * inv_k;
     } else {
-      const float diff = p - t;
-      loss += diff * diff;
+      const float diff = p - t;  // inf beyond FLT_MAX: then so is d_out
+      loss += static_cast<double>(diff) * diff;
       d_out[o] = 2.0f * diff * inv_k * (sigmoid_out ? p * (1.0f - p) : 1.0f);
     }
+    bad_delta |= not_finite(d_out[o]);
   }
-  loss *= inv_k;
+  loss *= static_cast<double>(inv_k);
   float dmax = 0.0f;  // sum |delta| over every layer >= max |delta|
   for (std::size_t o = 0; o < k; ++o) dmax = track_abs(dmax, d_out[o]);
-  if (not_finite(loss)) {
+  // A non-finite output gradient (|p - t| near FLT_MAX) counts as the loss's
+  // failure too: nothing downstream of it could be finite.
+  if (!std::isfinite(loss) || bad_delta) {
     ++rejected_steps_;
     return {loss, StepStatus::NonFiniteLoss};
   }

@@ -434,11 +434,13 @@ TEST_P(Guard, NonFiniteInputChangesNothing) {
   }
 }
 
-// Finite input so large that the identity output's squared error overflows.
+// A finite target so large that the gradient of the loss at the identity
+// output, 2 (p - y), overflows a float (the loss itself, 9e76, is a finite
+// double): nothing downstream could be finite, so the loss step rejects it.
 TEST_P(Guard, NonFiniteLossChangesNothing) {
   Network net = make();
   const std::vector<float> x{1.0f, 1.0f, 1.0f, 1.0f};
-  const float y = 3e38f;  // (p - y)^2 overflows
+  const float y = 3e38f;
   expect_rejected(
       net, [&] { return net.train_step(x.data(), &y, nullptr); }, StepStatus::NonFiniteLoss);
 }
@@ -545,6 +547,53 @@ TEST(TargetRange, AnyBceOutputOutsideUnitIntervalRejectsAndMseDoesNotCheck) {
   Network mse(make_config({3, 4, 2}, Activation::Tanh, Activation::Sigmoid, Loss::MSE));
   y = {-1.0f, 2.0f};
   EXPECT_EQ(mse.train_step(x.data(), y.data(), nullptr).status, StepStatus::Trained);
+}
+
+// The loss is summed and reported in double: with |p - t| ~ 1e25 it is 1e50,
+// far beyond FLT_MAX, while the gradient 2 (p - t) is an ordinary float, so
+// with a small learning rate the step trains. (Summed in float, this loss
+// overflowed and every such step was rejected as a non-finite loss.)
+TEST(Loss, MseBeyondFloatRangeIsAFiniteDoubleAndTrains) {
+  for (float momentum : {0.0f, 0.9f}) {  // (Adam's g^2 = 1e50 would overflow its moment)
+    Config c = make_config({2, 2}, Activation::Tanh, Activation::Identity, Loss::MSE);
+    c.momentum = momentum;
+    c.learning_rate = 1e-30f;
+    Network net(c);
+    State s = export_state(net);
+    s.tensors[0] = {1e25f, 0.0f, 0.0f, -3e25f};  // W (input-major): p = (1e25, -3e25)
+    s.tensors[1] = {0.0f, 0.0f};
+    import_state(net, s);
+    const std::vector<float> x{1.0f, 1.0f}, y{0.0f, 1.0f};
+    std::vector<float> pred(2);
+    const StepResult r = net.train_step(x.data(), y.data(), pred.data());
+    EXPECT_EQ(r.status, StepStatus::Trained) << to_string(r.status);
+    EXPECT_EQ(pred[0], 1e25f);
+    EXPECT_EQ(pred[1], -3e25f);
+    const double d0 = static_cast<double>(1e25f), d1 = static_cast<double>(-3e25f) - 1.0;
+    EXPECT_DOUBLE_EQ(r.loss, (d0 * d0 + d1 * d1) / 2.0);
+    EXPECT_GT(r.loss, static_cast<double>(std::numeric_limits<float>::max()));
+    EXPECT_EQ(net.steps(), 1u);
+    for (const auto& t : export_state(net).tensors) {
+      for (float v : t) EXPECT_TRUE(std::isfinite(v));
+    }
+  }
+}
+
+// A forward pass that overflows (finite weights and input, infinite output)
+// gives an infinite loss: rejected, nothing changed.
+TEST(Loss, ForwardOverflowIsANonFiniteLoss) {
+  Network net(make_config({2, 1}, Activation::Tanh, Activation::Identity, Loss::MSE));
+  State s = export_state(net);
+  s.tensors[0] = {3e38f, 3e38f};
+  import_state(net, s);
+  const State before = export_state(net);
+  const std::vector<float> x{1.0f, 1.0f};
+  const float y = 0.0f;
+  const StepResult r = net.train_step(x.data(), &y, nullptr);
+  EXPECT_EQ(r.status, StepStatus::NonFiniteLoss);
+  EXPECT_FALSE(std::isfinite(r.loss));
+  EXPECT_EQ(export_state(net), before);
+  EXPECT_EQ(net.rejected_steps(), 1u);
 }
 
 // Property test of the guard over hostile magnitudes: inputs, targets and

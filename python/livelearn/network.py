@@ -30,7 +30,10 @@ class Network(_core.Network):
     ``"identity"``); the output layer uses ``output`` (``"sigmoid"`` or
     ``"identity"``). ``loss="bce"`` is binary cross-entropy computed from the
     logits (numerically stable; needs ``output="sigmoid"``), ``loss="mse"`` the
-    mean squared error. Losses are averaged over the outputs of one example.
+    mean squared error. Losses are averaged over the outputs of one example and
+    computed and returned in double precision (``float`` from ``train_step``,
+    ``float64`` arrays from the batch methods; predictions are ``float32``), so a
+    large but finite error is reported as it is rather than as an overflow.
 
     One *step* is exactly one example: forward pass, loss, backward pass, one
     optimizer update (``"sgd"`` with optional ``momentum``, or ``"adam"``).

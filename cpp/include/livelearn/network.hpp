@@ -18,14 +18,14 @@ namespace livelearn {
 enum class StepStatus : std::uint8_t {
   Trained = 0,
   NonFiniteInput = 1,    // x or y held NaN/inf: nothing computed
-  NonFiniteLoss = 2,     // the loss overflowed or became NaN
+  NonFiniteLoss = 2,     // the loss (double) or its gradient at the output is NaN/inf
   NonFiniteUpdate = 3,   // a gradient, optimizer buffer or new weight would not be finite
   TargetOutOfRange = 4,  // loss BCE and a target outside [0, 1]: nothing computed
 };
 const char* to_string(StepStatus s);
 
 struct StepResult {
-  float loss;
+  double loss;  // in double: a finite gradient can come with a loss beyond FLT_MAX
   StepStatus status;
 };
 
