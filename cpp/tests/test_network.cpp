@@ -579,6 +579,36 @@ TEST(Loss, MseBeyondFloatRangeIsAFiniteDoubleAndTrains) {
   }
 }
 
+// Weights near 1e30 saturate tanh/sigmoid hidden units (derivative exactly 0)
+// and make the error 2e30: backpropagated, sum_o W d overflows to inf, but the
+// unit's gradient is 0 * that, not NaN. The step trains (loss 4e60 in double),
+// the output layer moves and the saturated layer's weights do not.
+TEST(Loss, SaturatedHiddenUnitsPassNoGradientEvenWhenTheSumOverflows) {
+  for (Activation hidden : {Activation::Tanh, Activation::Sigmoid}) {
+    Config c = make_config({1, 2, 1}, hidden, Activation::Identity, Loss::MSE);
+    c.learning_rate = 1e-3f;
+    Network net(c);
+    State s = export_state(net);
+    s.tensors[0] = {1e30f, 1e30f};  // hidden pre-activations 1e30: a = 1
+    s.tensors[1] = {0.0f, 0.0f};
+    s.tensors[2] = {1e30f, 1e30f};  // output 2e30
+    s.tensors[3] = {0.0f};
+    import_state(net, s);
+    const float x = 1.0f, y = 0.0f;
+    const StepResult r = net.train_step(&x, &y, nullptr);
+    ASSERT_EQ(r.status, StepStatus::Trained) << to_string(hidden) << " " << to_string(r.status);
+    const double p = static_cast<double>(1e30f + 1e30f);
+    EXPECT_DOUBLE_EQ(r.loss, p * p);
+    const State after = export_state(net);
+    EXPECT_EQ(after.tensors[0], s.tensors[0]);  // no gradient through saturated units
+    EXPECT_EQ(after.tensors[1], s.tensors[1]);
+    EXPECT_LT(after.tensors[2][0], 1e30f);  // the output layer learned
+    for (const auto& t : after.tensors) {
+      for (float v : t) EXPECT_TRUE(std::isfinite(v));
+    }
+  }
+}
+
 // A forward pass that overflows (finite weights and input, infinite output)
 // gives an infinite loss: rejected, nothing changed.
 TEST(Loss, ForwardOverflowIsANonFiniteLoss) {
