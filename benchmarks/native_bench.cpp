@@ -68,7 +68,7 @@ void BM_TrainBatch(benchmark::State& state) {
   const auto in = static_cast<int>(state.range(0));
   Trainer t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
   const DenseData d(static_cast<std::size_t>(in));
-  std::vector<float> losses(kBatch);
+  std::vector<double> losses(kBatch);
   std::size_t r = 0;
   for (auto _ : state) {
     t.train_batch(kBatch, &d.X[r * in], &d.Y[r], losses.data(), nullptr, nullptr);
@@ -147,7 +147,7 @@ void BM_SparseTrainStep(benchmark::State& state) {
 void BM_SparseTrainBatch(benchmark::State& state) {
   Trainer t(sparse_config());
   const SparseData d;
-  std::vector<float> losses(kPool);
+  std::vector<double> losses(kPool);
   for (auto _ : state) {
     t.train_batch_sparse(d.rows(0, kPool), d.Y.data(), losses.data(), nullptr, nullptr);
     benchmark::DoNotOptimize(losses.data());

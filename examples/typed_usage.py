@@ -32,7 +32,7 @@ def train_network() -> float:
     rng = np.random.default_rng(0)
     X: NDArray[np.float32] = rng.normal(size=(256, 3)).astype(np.float32)
     y: NDArray[np.float32] = (X[:, :1] > 0).astype(np.float32)
-    losses: NDArray[np.float32] = net.train_batch(X, y)
+    losses: NDArray[np.float64] = net.train_batch(X, y)
     probability: NDArray[np.float32] = net.predict(X[:4])
     assert probability.shape == (4, 1)
     with tempfile.TemporaryDirectory() as folder:

@@ -348,6 +348,10 @@ def edit_version(v: str) -> Any:
             lambda md, m, t: t.update({"history.predictions": np.full((5, 1), np.inf, np.float32)}),
             "non-finite",
         ),
+        (
+            lambda md, m, t: t.update({"history.losses": t["history.losses"].astype(np.int64)}),
+            "dtype",
+        ),
         (lambda md, m, t: t.update({"network.counters.steps": np.array(-1)}), "negative"),
         (lambda md, m, t: t.update({"history.steps": np.arange(5)[::-1].copy()}), "history"),
         (lambda md, m, t: m["engine"].update(history_size=2), "history"),
@@ -369,6 +373,45 @@ def test_invalid_content_with_a_valid_checksum(
     tmp_path: Path, saved: bytes, edit: Any, expected: str
 ) -> None:
     assert expected in load_bytes(tmp_path, resave(saved, edit, rehash=True))
+
+
+def test_history_losses_are_float64_and_older_float32_ones_still_load(
+    tmp_path: Path, saved: bytes
+) -> None:
+    """The network reports losses in double, so history.losses is saved as float64;
+    checkpoints written before hold float32 and still load (the losses cast up)."""
+    new = tmp_path / "new.safetensors"
+    new.write_bytes(saved)
+    assert read_checkpoint(new).tensors["history.losses"].dtype == np.float64
+
+    def to_float32(metadata: dict[str, str], meta: dict[str, Any], t: dict[str, Any]) -> None:
+        t["history.losses"] = t["history.losses"].astype(np.float32)
+
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(resave(saved, to_float32, rehash=True))
+    assert read_checkpoint(old).tensors["history.losses"].dtype == np.float32
+    with Engine.load(new, initialize=False) as a, Engine.load(old, initialize=False) as b:
+        assert len(a.history) == len(b.history) == 5
+        assert [float(np.float32(x.loss)) for x in a.history] == [x.loss for x in b.history]
+        b.save(tmp_path / "again.safetensors")  # saved as float64 from now on
+    again = read_checkpoint(tmp_path / "again.safetensors").tensors["history.losses"]
+    assert again.dtype == np.float64
+
+
+def test_a_finite_loss_beyond_float32_round_trips(tmp_path: Path) -> None:
+    """An mse step with |p - y| = 1e25 trains (finite gradient) with a loss of 1e50:
+    beyond float32, kept as it is in the history, the stats and the checkpoint."""
+    path = tmp_path / "huge.safetensors"
+    with Engine(loss="mse", targets=None, history_size=5, log_every=0, seed=3) as engine:
+        train(engine, [InteractionData("click", 1.7e9 + i, "u1", label=0.5) for i in range(3)])
+        (huge,) = train(engine, [InteractionData("click", 1.8e9, "u2", label=1e25)])
+        assert huge.trained and 1e49 < huge.loss < 1e51
+        assert engine.history[-1].loss == huge.loss
+        engine.save(path)
+        assert read_checkpoint(path).tensors["history.losses"][-1] == huge.loss
+        with Engine.load(path) as restored:
+            assert_same_state(engine, restored)
+            assert restored.stats().last_loss == huge.loss
 
 
 def test_duplicate_header_keys_are_rejected(tmp_path: Path, saved: bytes) -> None:

@@ -758,7 +758,9 @@ def test_an_unexpected_error_fails_the_batch_and_the_engine_goes_on(
 
 @pytest.mark.parametrize(
     ("learning_rate", "label", "why"),
-    [(0.05, 1e30, "non-finite loss"), (1e30, 1e15, "non-finite gradient or update")],
+    # label 3e38: the loss's gradient 2 (p - y) overflows float32 (1e30 would train: the
+    # loss, 1e60, is computed in double and its gradient is finite).
+    [(0.05, 3e38, "non-finite loss"), (1e30, 1e15, "non-finite gradient or update")],
     ids=["loss", "update"],
 )
 def test_non_finite_step_is_rejected_and_the_model_unchanged(
@@ -960,7 +962,7 @@ def test_a_warning_for_every_rejected_step(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="livelearn")
     engine = engines(loss="mse")
-    bad: list[object] = ["not an interaction", item(1, "view"), item(2, label=1e30), 7]
+    bad: list[object] = ["not an interaction", item(1, "view"), item(2, label=3e38), 7]
     futures = engine.train_many([*stream(5), *bad])  # type: ignore[list-item]
     wait(futures, timeout=WAIT)
     engine.close()

@@ -443,9 +443,9 @@ def test_train_batch_equals_repeated_train_step():
     Y = rng.random((300, 2)).astype(np.float32)
     cfg = dict(layers=[4, 8, 2], loss="mse", optimizer="adam", learning_rate=0.01, seed=9)
     a, b = Network(**cfg), Network(**cfg)
-    steps = np.array([a.train_step(x, y) for x, y in zip(X, Y, strict=True)], np.float32)
+    steps = np.array([a.train_step(x, y) for x, y in zip(X, Y, strict=True)], np.float64)
     batch = b.train_batch(X, Y)
-    assert batch.dtype == np.float32
+    assert batch.dtype == np.float64
     np.testing.assert_array_equal(steps, batch)
     assert state_bytes(a) == state_bytes(b)
     c = Network(**cfg)
@@ -508,18 +508,103 @@ def test_non_finite_input_is_rejected_and_changes_nothing(opt, where):
     assert np.isnan(net.train_batch(X, Y)[1])
 
 
+F32_ABOVE_ONE = float(np.nextafter(np.float32(1.0), np.float32(2.0)))
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("label", [2.0, -1.0, -1e30, 1e30, F32_ABOVE_ONE, -1e-45])
+def test_bce_target_outside_0_1_is_rejected_and_changes_nothing(opt, label):
+    """With loss="bce" the target is a probability: outside [0, 1] the step is
+    rejected like a non-finite input, dense or sparse, alone or in a batch."""
+    kw = {"sgd": {}, "momentum": {"momentum": 0.9}, "adam": {"optimizer": "adam"}}[opt]
+    net = trained_net(**kw)
+    x = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    before = state_bytes(net)
+    steps, rejected = net.steps, net.rejected_steps
+    with pytest.raises(StepRejected, match=r"target outside \[0, 1\] for bce"):
+        net.train_step(x, label)
+    with pytest.raises(StepRejected, match=r"target outside \[0, 1\] for bce"):
+        net.train_step_sparse(np.array([0, 2], np.int32), np.array([1.0, -0.5], np.float32), label)
+    after = state_bytes(net)
+    assert after.pop("counters.rejected_steps") != before.pop("counters.rejected_steps")
+    assert after == before
+    assert (net.steps, net.rejected_steps) == (steps, rejected + 2)
+
+    # In a batch the bad row is reported (NaN loss and prediction, its status) and
+    # every other row trains exactly as in a batch without it.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(9, 4)).astype(np.float32)
+    Y = rng.random(9).astype(np.float32)
+    Y[4] = label
+    keep = [r for r in range(9) if r != 4]
+    indptr = np.arange(0, 37, 4, dtype=np.int64)  # every input active in every row
+    indices = np.tile(np.arange(4, dtype=np.int32), 9)
+    keep_ptr = np.arange(0, 33, 4, dtype=np.int64)
+    for sparse in (False, True):
+        net, reference = trained_net(**kw), trained_net(**kw)
+        if sparse:
+            out = net.train_batch_sparse_detailed(indptr, indices, X.reshape(-1), Y)
+            ref = reference.train_batch_sparse_detailed(
+                keep_ptr, indices[:32], X[keep].reshape(-1), Y[keep]
+            )
+        else:
+            out = net.train_batch_detailed(X, Y)
+            ref = reference.train_batch_detailed(X[keep], Y[keep])
+        losses, preds, status = out
+        assert STATUS_NAMES[status[4]] == "target outside [0, 1] for bce"
+        assert np.isnan(losses[4]) and np.isnan(preds[4]).all()
+        assert losses[keep].tobytes() == ref[0].tobytes()
+        assert preds[keep].tobytes() == ref[1].tobytes()
+        assert not status[keep].any() and not ref[2].any()
+        after, expected = state_bytes(net), state_bytes(reference)
+        assert after.pop("counters.rejected_steps") != expected.pop("counters.rejected_steps")
+        assert after == expected
+        assert (net.steps, net.rejected_steps) == (reference.steps, 1)
+
+
+def test_bce_targets_0_and_1_train_and_mse_targets_have_no_range():
+    net = trained_net()
+    x = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    for label in (0.0, -0.0, 1.0, 0.5):
+        assert math.isfinite(net.train_step(x, label))
+    mse = Network(layers=[4, 6, 1], loss="mse", output="sigmoid", seed=0)
+    assert math.isfinite(mse.train_step(x, 2.0)) and math.isfinite(mse.train_step(x, -1.0))
+    assert mse.rejected_steps == 0
+
+
+def test_losses_are_float64_and_keep_a_finite_loss_beyond_float32():
+    """|p - y| = 1e25: the loss 1e50 overflows float32 but not double, and the
+    gradient 2e25 is finite, so the step trains and reports the loss as it is."""
+    net = Network(layers=[2, 1], output="identity", loss="mse", learning_rate=1e-30, seed=0)
+    state = net.get_state()
+    state["layers.0.weight"] = np.array([[1e25], [0.0]], np.float32)
+    state["layers.0.bias"] = np.zeros(1, np.float32)
+    net.set_state(state)
+    x = np.array([1.0, 0.0], np.float32)
+    expected = float(np.float32(1e25)) ** 2
+    loss = net.train_step(x, 0.0)
+    assert isinstance(loss, float) and loss == pytest.approx(expected, rel=1e-12)
+    losses = net.train_batch(x[None, :], np.zeros(1, np.float32))
+    assert losses.dtype == np.float64 and losses[0] == pytest.approx(expected, rel=1e-6)
+    losses, preds, status = net.train_batch_detailed(x[None, :], np.zeros(1, np.float32))
+    assert losses.dtype == np.float64 and preds.dtype == np.float32 and status[0] == 0
+    assert (net.steps, net.rejected_steps) == (3, 0)
+    assert all(np.isfinite(v).all() for v in net.get_state().values())
+
+
 def test_status_names():
     assert STATUS_NAMES == (
         "trained",
         "non-finite input",
         "non-finite loss",
         "non-finite gradient or update",
+        "target outside [0, 1] for bce",
     )
     assert livelearn.STATUS_NAMES is STATUS_NAMES
 
 
 def test_exploding_learning_rate_is_rejected_and_changes_nothing():
-    # lr = 1e30: the first step is finite but enormous, the next loss overflows.
+    # lr = 1e30: the first step is finite but enormous, a later one overflows.
     net = Network(
         layers=[2, 4, 1],
         activation="tanh",
@@ -549,7 +634,7 @@ def test_exploding_learning_rate_is_rejected_and_changes_nothing():
 # Each way a step can be rejected after the input check. The docstring of
 # Network promises NaN in train_batch's loss for any rejected row.
 REJECTIONS = {
-    # (p - y)^2 overflows: non-finite loss.
+    # The loss (9e76 in double) is finite, its gradient 2 (p - y) is not: non-finite loss.
     "loss": (dict(learning_rate=0.05), np.float32(3e38)),
     # Loss 1.44e38 is finite, lr * gradient is not: non-finite update.
     "update": (dict(learning_rate=1e30), np.float32(1.2e19)),
@@ -732,9 +817,10 @@ def test_conversions_give_the_same_results_as_float32_contiguous():
 def test_empty_batches_return_empty_arrays(net):
     X, Y = np.empty((0, 4), np.float32), np.empty(0, np.float32)
     losses = net.train_batch(X, Y)
-    assert losses.shape == (0,) and losses.dtype == np.float32
+    assert losses.shape == (0,) and losses.dtype == np.float64
     losses, preds, status = net.train_batch_detailed(X, Y)
     assert losses.shape == (0,) and preds.shape == (0, 1) and status.shape == (0,)
+    assert losses.dtype == np.float64 and preds.dtype == np.float32
     assert status.dtype == np.uint8
     assert net.predict(X).shape == (0, 1)
     indptr, idx, val = np.array([0]), np.empty(0, np.int32), np.empty(0, np.float32)

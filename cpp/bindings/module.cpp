@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -142,13 +143,34 @@ bool is_numpy_real(py::handle h) {
   return py::isinstance(h, numpy.attr("floating")) || py::isinstance(h, numpy.attr("integer"));
 }
 
+enum class Overflow { Raise, Infinity };
+
+// The one conversion of a Python real (float, int, numpy scalar, anything with
+// __float__ or __index__; the caller checks the type) to a double. A value
+// beyond the double range, such as the int 10**400, either raises ValueError
+// "<name>: out of float32 range" or becomes +-inf, as the float 1e400 would.
+double to_double(py::handle obj, const char* name, Overflow overflow) {
+  const double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) throw py::error_already_set();
+    PyErr_Clear();
+    if (overflow == Overflow::Raise) value_error(std::string(name) + ": out of float32 range");
+    py::int_ zero(0);
+    const int negative = PyObject_RichCompareBool(obj.ptr(), zero.ptr(), Py_LT);
+    if (negative < 0) throw py::error_already_set();
+    return negative ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::infinity();
+  }
+  return v;
+}
+
 float to_float(py::handle obj, const char* name) {
   if (PyBool_Check(obj.ptr()) || !(PyFloat_Check(obj.ptr()) || PyLong_Check(obj.ptr()) ||
                                    PyObject_HasAttrString(obj.ptr(), "__float__"))) {
     type_error(std::string(name) + ": expected a number, got " +
                std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
-  const double v = py::cast<double>(obj);
+  const double v = to_double(obj, name, Overflow::Raise);
   if (!std::isfinite(v))
     value_error(std::string(name) + ": must be finite, got " + std::to_string(v));
   if (std::fabs(v) > std::numeric_limits<float>::max())
@@ -166,9 +188,8 @@ struct Labels {
 Labels target_of(py::handle y, std::size_t k) {
   if (PyFloat_Check(y.ptr()) || (PyLong_Check(y.ptr()) && !PyBool_Check(y.ptr()))) {
     if (k != 1) value_error("y: expected shape (" + std::to_string(k) + ",), got a scalar");
-    Labels l{F32(), nullptr, static_cast<float>(PyFloat_AsDouble(y.ptr()))};
-    if (PyErr_Occurred()) throw py::error_already_set();
-    return l;
+    // Too large for a double (10**400) or a float: inf, rejected as non-finite input.
+    return {F32(), nullptr, static_cast<float>(to_double(y, "y", Overflow::Infinity))};
   }
   F32 arr = as_f32(y, "y");
   if (arr.ndim() == 0 && k == 1) return {arr, arr.data(), 0.0f};
@@ -231,17 +252,19 @@ class PyNetwork {
   bool clip_set_;
 };
 
-[[noreturn]] void raise_rejected(StepStatus s, float loss) {
-  throw StepRejected("step rejected: " + std::string(to_string(s)) + " (loss " +
-                     std::to_string(loss) + "); the model is unchanged");
+[[noreturn]] void raise_rejected(StepStatus s, double loss) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.7g", loss);  // 1e+77, not 78 digits
+  throw StepRejected("step rejected: " + std::string(to_string(s)) + " (loss " + text +
+                     "); the model is unchanged");
 }
 
 py::tuple detailed(std::size_t n, std::size_t k,
-                   const std::function<void(float*, float*, StepStatus*)>& run) {
-  py::array_t<float> losses(static_cast<py::ssize_t>(n));
+                   const std::function<void(double*, float*, StepStatus*)>& run) {
+  py::array_t<double> losses(static_cast<py::ssize_t>(n));
   py::array_t<float> preds({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
   py::array_t<std::uint8_t> status(static_cast<py::ssize_t>(n));
-  float* l = losses.mutable_data();
+  double* l = losses.mutable_data();
   float* p = preds.mutable_data();
   auto* s = reinterpret_cast<StepStatus*>(status.mutable_data());
   {
@@ -282,7 +305,7 @@ Config make_config(py::handle layers, const std::string& activation, const std::
       type_error(std::string(name) + ": expected a number, got " +
                  std::string(py::str(py::type::of(h).attr("__name__"))));
     }
-    return static_cast<float>(py::cast<double>(h));
+    return static_cast<float>(to_double(h, name, Overflow::Raise));
   };
   c.learning_rate = number(learning_rate, "learning_rate");
   c.momentum = number(momentum, "momentum");
@@ -312,9 +335,11 @@ Config make_config(py::handle layers, const std::string& activation, const std::
 PYBIND11_MODULE(_core, m) {
   m.doc() = "livelearn native core: a thread-safe multi-layer perceptron (see livelearn.Network).";
   py::register_exception<StepRejected>(m, "StepRejected", PyExc_ValueError);
+  // Indexed by the status codes of train_batch_detailed (StepStatus values).
   m.attr("STATUS_NAMES") =
       py::make_tuple(to_string(StepStatus::Trained), to_string(StepStatus::NonFiniteInput),
-                     to_string(StepStatus::NonFiniteLoss), to_string(StepStatus::NonFiniteUpdate));
+                     to_string(StepStatus::NonFiniteLoss), to_string(StepStatus::NonFiniteUpdate),
+                     to_string(StepStatus::TargetOutOfRange));
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(LIVELEARN_NO_DISPATCH)
   m.attr("RUNTIME_DISPATCH") = true;
@@ -382,8 +407,8 @@ PYBIND11_MODULE(_core, m) {
             expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
-            py::array_t<float> losses(static_cast<py::ssize_t>(n));
-            float* l = losses.mutable_data();
+            py::array_t<double> losses(static_cast<py::ssize_t>(n));
+            double* l = losses.mutable_data();
             {
               py::gil_scoped_release release;
               self.trainer().train_batch(n, xa.data(), ya.data(), l, nullptr, nullptr);
@@ -397,8 +422,8 @@ PYBIND11_MODULE(_core, m) {
              py::handle Y) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_out());
-            py::array_t<float> losses(static_cast<py::ssize_t>(c.view.rows));
-            float* l = losses.mutable_data();
+            py::array_t<double> losses(static_cast<py::ssize_t>(c.view.rows));
+            double* l = losses.mutable_data();
             {
               py::gil_scoped_release release;
               self.trainer().train_batch_sparse(c.view, ya.data(), l, nullptr, nullptr);
@@ -414,7 +439,7 @@ PYBIND11_MODULE(_core, m) {
             expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
-            return detailed(n, self.n_out(), [&](float* l, float* p, StepStatus* s) {
+            return detailed(n, self.n_out(), [&](double* l, float* p, StepStatus* s) {
               self.trainer().train_batch(n, xa.data(), ya.data(), l, p, s);
             });
           },
@@ -425,7 +450,7 @@ PYBIND11_MODULE(_core, m) {
              py::handle Y) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_out());
-            return detailed(c.view.rows, self.n_out(), [&](float* l, float* p, StepStatus* s) {
+            return detailed(c.view.rows, self.n_out(), [&](double* l, float* p, StepStatus* s) {
               self.trainer().train_batch_sparse(c.view, ya.data(), l, p, s);
             });
           },

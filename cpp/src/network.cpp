@@ -38,6 +38,8 @@ const char* to_string(StepStatus s) {
       return "non-finite loss";
     case StepStatus::NonFiniteUpdate:
       return "non-finite gradient or update";
+    case StepStatus::TargetOutOfRange:
+      return "target outside [0, 1] for bce";
   }
   return "?";
 }
@@ -45,6 +47,7 @@ const char* to_string(StepStatus s) {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr double kNaNd = std::numeric_limits<double>::quiet_NaN();
 
 // Layer widths known at compile time let the compiler keep whole rows in
 // registers and reduce in-register; common widths get their own code and
@@ -97,6 +100,13 @@ LL_INLINE int any_not_finite(const float* __restrict v, std::size_t n) {
     bad |= block;
   }
   for (; i < n; ++i) bad |= not_finite(v[i]);
+  return bad;
+}
+
+// True if any (finite) v lies outside [0, 1]: a BCE target must be a probability.
+LL_INLINE int any_outside_unit(const float* __restrict v, std::size_t n) {
+  int bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad |= !(v[i] >= 0.0f && v[i] <= 1.0f);
   return bad;
 }
 
@@ -169,17 +179,24 @@ LL_INLINE void sparse_affine(const std::int32_t* __restrict idx, const float* __
 // path), and an upper bound on max |v|. Two instructions per value.
 LL_INLINE float track_abs(float acc, float v) { return acc + std::fabs(v); }
 
-template <Activation Act>
+// s * act'(a). With Exact, a unit whose derivative is exactly zero (saturated
+// tanh or sigmoid, like an inactive relu) passes no gradient even when s
+// overflowed: 0, not inf * 0 = NaN. That costs a select per unit, so the
+// backward pass only takes it when the plain one produced a non-finite delta.
+template <Activation Act, bool Exact>
 LL_INLINE float derivative_times(float s, float a) {
-  if constexpr (Act == Activation::Tanh) return s * (1.0f - a * a);
-  if constexpr (Act == Activation::Sigmoid) return s * (a * (1.0f - a));
+  if constexpr (Act == Activation::Tanh || Act == Activation::Sigmoid) {
+    const float g = Act == Activation::Tanh ? 1.0f - a * a : a * (1.0f - a);
+    if constexpr (Exact) return g == 0.0f ? 0.0f : s * g;
+    return s * g;
+  }
   if constexpr (Act == Activation::Relu) return a > 0.0f ? s : 0.0f;
   return s;
 }
 
 // da[i] = (sum_o W[i][o] d[o]) * act'(a[i]), applied as each scalar is
 // produced, while tracking bounds on |a| and |da| for the non-finite guard.
-template <class Wd, Activation Act>
+template <class Wd, Activation Act, bool Exact>
 LL_INLINE void backprop(const float* __restrict W, std::size_t in, std::size_t out_rt,
                         const float* __restrict d, const float* __restrict a, float* __restrict da,
                         float& amax, float& dmax) {
@@ -189,7 +206,7 @@ LL_INLINE void backprop(const float* __restrict W, std::size_t in, std::size_t o
     float s = 0.0f;
     LL_SIMD_SUM
     for (std::size_t o = 0; o < out; ++o) s += w[o] * d[o];
-    const float v = derivative_times<Act>(s, a[i]);
+    const float v = derivative_times<Act, Exact>(s, a[i]);
     da[i] = v;
     if constexpr (Act == Activation::Relu || Act == Activation::Identity) {
       amax = track_abs(amax, a[i]);
@@ -329,6 +346,49 @@ LL_INLINE void for_each_touched(const UpdateView& u, std::size_t total, F&& f) {
   }
 }
 
+// Backward pass through the hidden layers, all with the old weights: each
+// layer's deltas from those of the layer above, tracking the guard's bounds.
+template <bool Exact>
+LL_INLINE void backward_pass(Activation hidden, const LayerSpan* layers, std::size_t L,
+                             const std::size_t* act_off, const float* P, const float* A,
+                             float* deltas, float& amax, float& dmax) {
+  for (std::size_t l = L - 1; l >= 1; --l) {
+    const LayerSpan& layer = layers[l];
+    float* d_in = deltas + act_off[l - 1];
+    with_width(layer.out, [&](auto width) LL_LAMBDA {
+      using Wd = decltype(width);
+      const float* d = deltas + act_off[l];
+      const float* a = A + act_off[l - 1];
+      switch (hidden) {
+        case Activation::Tanh:
+          backprop<Wd, Activation::Tanh, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
+                                                dmax);
+          break;
+        case Activation::Sigmoid:
+          backprop<Wd, Activation::Sigmoid, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in,
+                                                   amax, dmax);
+          break;
+        case Activation::Relu:
+          backprop<Wd, Activation::Relu, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
+                                                dmax);
+          break;
+        case Activation::Identity:
+          backprop<Wd, Activation::Identity, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in,
+                                                    amax, dmax);
+          break;
+      }
+    });
+  }
+}
+
+// The exact redo of derivative_times, out of line: it almost never runs.
+__attribute__((noinline, cold)) void exact_backward_pass(Activation hidden, const LayerSpan* layers,
+                                                         std::size_t L, const std::size_t* act_off,
+                                                         const float* P, const float* A,
+                                                         float* deltas, float& amax, float& dmax) {
+  backward_pass<true>(hidden, layers, L, act_off, P, A, deltas, amax, dmax);
+}
+
 }  // namespace
 
 Network::Network(const Config& config) : config_(config) {
@@ -385,7 +445,14 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   if (any_not_finite(x, x_len) | any_not_finite(y, k)) {
     ++rejected_steps_;
     if (prediction) std::fill(prediction, prediction + k, kNaN);
-    return {kNaN, StepStatus::NonFiniteInput};
+    return {kNaNd, StepStatus::NonFiniteInput};
+  }
+  // BCE reads the target as a probability: outside [0, 1] its loss is
+  // unbounded below and training on it would only wreck the weights.
+  if (config_.loss == Loss::BCE && any_outside_unit(y, k)) {
+    ++rejected_steps_;
+    if (prediction) std::fill(prediction, prediction + k, kNaN);
+    return {kNaNd, StepStatus::TargetOutOfRange};
   }
 
   // Forward pass; every layer's activation is kept for the backward pass.
@@ -409,12 +476,15 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     });
   }
 
-  // Loss (mean over outputs) and dLoss/dlogit of the output layer.
+  // Loss (mean over outputs) and dLoss/dlogit of the output layer. The loss
+  // is summed in double: with large (finite) weights |p - t| may exceed 1.8e19,
+  // whose square overflows a float although the gradient 2 (p - t) does not.
   const float* logit = A + act_off_[L - 1];
   float* d_out = deltas_.data() + act_off_[L - 1];
   const float inv_k = 1.0f / static_cast<float>(k);
   const bool sigmoid_out = config_.output_activation == Activation::Sigmoid;
-  float loss = 0.0f;
+  double loss = 0.0;
+  int bad_delta = 0;
   for (std::size_t o = 0; o < k; ++o) {
     const float z = logit[o], t = y[o];
     // e = exp(-|z|) serves both the stable sigmoid and the stable BCE.
@@ -422,19 +492,24 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
     const float p = sigmoid_out ? (z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e)) : z;
     if (prediction) prediction[o] = p;
     if (config_.loss == Loss::BCE) {
-      // max(z, 0) - z t + log(1 + exp(-|z|)): stable for any z.
-      loss += std::max(z, 0.0f) - z * t + std::log1p(e);
+      // max(z, 0) - z t + log(1 + exp(-|z|)): stable for any z. With t in
+      // [0, 1] one term is at most |z| + log 2, finite in float; only the
+      // sum over the outputs needs the double.
+      loss += static_cast<double>(std::max(z, 0.0f) - z * t + std::log1p(e));
       d_out[o] = (p - t) * inv_k;
     } else {
-      const float diff = p - t;
-      loss += diff * diff;
+      const float diff = p - t;  // inf beyond FLT_MAX: then so is d_out
+      loss += static_cast<double>(diff) * diff;
       d_out[o] = 2.0f * diff * inv_k * (sigmoid_out ? p * (1.0f - p) : 1.0f);
     }
+    bad_delta |= not_finite(d_out[o]);
   }
-  loss *= inv_k;
+  loss *= static_cast<double>(inv_k);
   float dmax = 0.0f;  // sum |delta| over every layer >= max |delta|
   for (std::size_t o = 0; o < k; ++o) dmax = track_abs(dmax, d_out[o]);
-  if (not_finite(loss)) {
+  // A non-finite output gradient (|p - t| near FLT_MAX) counts as the loss's
+  // failure too: nothing downstream of it could be finite.
+  if (!std::isfinite(loss) || bad_delta) {
     ++rejected_steps_;
     return {loss, StepStatus::NonFiniteLoss};
   }
@@ -442,30 +517,17 @@ LL_INLINE StepResult Network::step(const float* x, const std::int32_t* idx, std:
   // Backward pass through the hidden layers, all with the old weights.
   // tanh and sigmoid outputs lie in [-1, 1]; relu/identity ones are measured.
   float amax = 1.0f;  // bound on |hidden activation|
-  for (std::size_t l = L - 1; l >= 1; --l) {
-    const LayerSpan& layer = layers_[l];
-    float* d_in = deltas_.data() + act_off_[l - 1];
-    with_width(layer.out, [&](auto width) LL_LAMBDA {
-      using Wd = decltype(width);
-      const float* d = deltas_.data() + act_off_[l];
-      const float* a = A + act_off_[l - 1];
-      switch (config_.hidden_activation) {
-        case Activation::Tanh:
-          backprop<Wd, Activation::Tanh>(P + layer.w, layer.in, layer.out, d, a, d_in, amax, dmax);
-          break;
-        case Activation::Sigmoid:
-          backprop<Wd, Activation::Sigmoid>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
-                                            dmax);
-          break;
-        case Activation::Relu:
-          backprop<Wd, Activation::Relu>(P + layer.w, layer.in, layer.out, d, a, d_in, amax, dmax);
-          break;
-        case Activation::Identity:
-          backprop<Wd, Activation::Identity>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
-                                             dmax);
-          break;
-      }
-    });
+  const float dmax_out = dmax;
+  const Activation hidden = config_.hidden_activation;
+  backward_pass<false>(hidden, layers_.data(), L, act_off_.data(), P, A, deltas_.data(), amax,
+                       dmax);
+  // Saturated tanh/sigmoid units (huge weights) may have turned s * 0 into
+  // NaN although their gradient is exactly 0: redo the pass exactly (rare).
+  if (not_finite(dmax) && (hidden == Activation::Tanh || hidden == Activation::Sigmoid)) {
+    amax = 1.0f;
+    dmax = dmax_out;
+    exact_backward_pass(hidden, layers_.data(), L, act_off_.data(), P, A, deltas_.data(), amax,
+                        dmax);
   }
 
   // Global gradient-norm clipping. Weight gradients are outer products, so

@@ -13,7 +13,7 @@ namespace {
 // Per-thread scratch so concurrent readers never share buffers and, once a
 // thread has warmed up, predict allocates nothing.
 // A rejected row's loss is reported as NaN, whatever the guard saw.
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 ForwardScratch& thread_scratch() {
   thread_local ForwardScratch scratch;
@@ -50,7 +50,7 @@ StepResult Trainer::train_step_sparse(const std::int32_t* indices, const float* 
   return net_.train_step_sparse(indices, values, nnz, y, prediction);
 }
 
-void Trainer::train_batch(std::size_t n, const float* X, const float* Y, float* losses,
+void Trainer::train_batch(std::size_t n, const float* X, const float* Y, double* losses,
                           float* predictions, StepStatus* status) {
   const std::size_t in = net_.n_inputs(), k = net_.n_outputs();
   for (std::size_t r = 0; r < n; ++r) {
@@ -64,7 +64,7 @@ void Trainer::train_batch(std::size_t n, const float* X, const float* Y, float* 
   }
 }
 
-void Trainer::train_batch_sparse(const CsrView& csr, const float* Y, float* losses,
+void Trainer::train_batch_sparse(const CsrView& csr, const float* Y, double* losses,
                                  float* predictions, StepStatus* status) {
   validate_csr(csr);
   const std::size_t k = net_.n_outputs();

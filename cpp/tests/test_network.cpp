@@ -434,13 +434,57 @@ TEST_P(Guard, NonFiniteInputChangesNothing) {
   }
 }
 
-// Finite input so large that the identity output's squared error overflows.
+// A finite target so large that the gradient of the loss at the identity
+// output, 2 (p - y), overflows a float (the loss itself, 9e76, is a finite
+// double): nothing downstream could be finite, so the loss step rejects it.
 TEST_P(Guard, NonFiniteLossChangesNothing) {
   Network net = make();
   const std::vector<float> x{1.0f, 1.0f, 1.0f, 1.0f};
-  const float y = 3e38f;  // (p - y)^2 overflows
+  const float y = 3e38f;
   expect_rejected(
       net, [&] { return net.train_step(x.data(), &y, nullptr); }, StepStatus::NonFiniteLoss);
+}
+
+// With loss BCE the target is a probability: one outside [0, 1] is rejected
+// before anything is computed (NaN loss and prediction, dense and sparse);
+// the bounds themselves train.
+TEST_P(Guard, BceTargetOutsideUnitIntervalChangesNothing) {
+  const GuardCase& g = GetParam();
+  Config c = make_config({4, 6, 3, 1});  // sigmoid output, BCE
+  c.optimizer = g.optimizer;
+  c.momentum = g.momentum;
+  c.weight_decay = g.weight_decay;
+  Network net(c);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20; ++i) {  // non-zero optimizer buffers show any change
+    const auto x = random_vector(4, rng);
+    const float y = x[0] > x[1] ? 1.0f : 0.0f;
+    ASSERT_EQ(net.train_step(x.data(), &y, nullptr).status, StepStatus::Trained);
+  }
+  const std::vector<float> x{0.1f, -0.2f, 0.3f, 0.4f};
+  const std::int32_t idx[] = {0, 2};
+  const float val[] = {1.0f, -0.5f};
+  for (float bad : {2.0f, -1.0f, -1e30f, 1e30f, 3.4e38f, std::nextafter(1.0f, 2.0f), -1e-45f}) {
+    std::vector<float> pred(1, 123.0f);
+    double loss = 0.0;
+    expect_rejected(
+        net,
+        [&] {
+          const StepResult r = net.train_step(x.data(), &bad, pred.data());
+          loss = r.loss;
+          return r;
+        },
+        StepStatus::TargetOutOfRange);
+    EXPECT_TRUE(std::isnan(pred[0])) << bad;
+    EXPECT_TRUE(std::isnan(loss)) << bad;
+    expect_rejected(
+        net, [&] { return net.train_step_sparse(idx, val, 2, &bad, pred.data()); },
+        StepStatus::TargetOutOfRange);
+  }
+  for (float ok : {0.0f, -0.0f, 1.0f, 0.25f}) {
+    EXPECT_EQ(net.train_step(x.data(), &ok, nullptr).status, StepStatus::Trained) << ok;
+    EXPECT_EQ(net.train_step_sparse(idx, val, 2, &ok, nullptr).status, StepStatus::Trained) << ok;
+  }
 }
 
 // Finite loss (1.44e38), but the update is not: lr * g overflows the weights
@@ -486,6 +530,101 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, Guard,
                                            GuardCase{"momentum_wd", Optimizer::SGD, 0.5f, 1e-3f},
                                            GuardCase{"adam_wd", Optimizer::Adam, 0.0f, 1e-3f}),
                          [](const auto& p) { return std::string(p.param.name); });
+
+// One bad output of several rejects the whole example; mse has no range.
+TEST(TargetRange, AnyBceOutputOutsideUnitIntervalRejectsAndMseDoesNotCheck) {
+  Network bce(make_config({3, 4, 2}));
+  const std::vector<float> x{0.5f, -0.5f, 1.0f};
+  std::vector<float> y{0.5f, 1.5f}, pred(2, 123.0f);
+  const State before = export_state(bce);
+  EXPECT_EQ(bce.train_step(x.data(), y.data(), pred.data()).status, StepStatus::TargetOutOfRange);
+  EXPECT_TRUE(std::isnan(pred[0]) && std::isnan(pred[1]));
+  EXPECT_EQ(export_state(bce), before);
+  EXPECT_EQ(bce.steps(), 0u);
+  EXPECT_EQ(bce.rejected_steps(), 1u);
+  EXPECT_EQ(std::string(to_string(StepStatus::TargetOutOfRange)), "target outside [0, 1] for bce");
+
+  Network mse(make_config({3, 4, 2}, Activation::Tanh, Activation::Sigmoid, Loss::MSE));
+  y = {-1.0f, 2.0f};
+  EXPECT_EQ(mse.train_step(x.data(), y.data(), nullptr).status, StepStatus::Trained);
+}
+
+// The loss is summed and reported in double: with |p - t| ~ 1e25 it is 1e50,
+// far beyond FLT_MAX, while the gradient 2 (p - t) is an ordinary float, so
+// with a small learning rate the step trains. (Summed in float, this loss
+// overflowed and every such step was rejected as a non-finite loss.)
+TEST(Loss, MseBeyondFloatRangeIsAFiniteDoubleAndTrains) {
+  for (float momentum : {0.0f, 0.9f}) {  // (Adam's g^2 = 1e50 would overflow its moment)
+    Config c = make_config({2, 2}, Activation::Tanh, Activation::Identity, Loss::MSE);
+    c.momentum = momentum;
+    c.learning_rate = 1e-30f;
+    Network net(c);
+    State s = export_state(net);
+    s.tensors[0] = {1e25f, 0.0f, 0.0f, -3e25f};  // W (input-major): p = (1e25, -3e25)
+    s.tensors[1] = {0.0f, 0.0f};
+    import_state(net, s);
+    const std::vector<float> x{1.0f, 1.0f}, y{0.0f, 1.0f};
+    std::vector<float> pred(2);
+    const StepResult r = net.train_step(x.data(), y.data(), pred.data());
+    EXPECT_EQ(r.status, StepStatus::Trained) << to_string(r.status);
+    EXPECT_EQ(pred[0], 1e25f);
+    EXPECT_EQ(pred[1], -3e25f);
+    const double d0 = static_cast<double>(1e25f), d1 = static_cast<double>(-3e25f) - 1.0;
+    EXPECT_DOUBLE_EQ(r.loss, (d0 * d0 + d1 * d1) / 2.0);
+    EXPECT_GT(r.loss, static_cast<double>(std::numeric_limits<float>::max()));
+    EXPECT_EQ(net.steps(), 1u);
+    for (const auto& t : export_state(net).tensors) {
+      for (float v : t) EXPECT_TRUE(std::isfinite(v));
+    }
+  }
+}
+
+// Weights near 1e30 saturate tanh/sigmoid hidden units (derivative exactly 0)
+// and make the error 2e30: backpropagated, sum_o W d overflows to inf, but the
+// unit's gradient is 0 * that, not NaN. The step trains (loss 4e60 in double),
+// the output layer moves and the saturated layer's weights do not.
+TEST(Loss, SaturatedHiddenUnitsPassNoGradientEvenWhenTheSumOverflows) {
+  for (Activation hidden : {Activation::Tanh, Activation::Sigmoid}) {
+    Config c = make_config({1, 2, 1}, hidden, Activation::Identity, Loss::MSE);
+    c.learning_rate = 1e-3f;
+    Network net(c);
+    State s = export_state(net);
+    s.tensors[0] = {1e30f, 1e30f};  // hidden pre-activations 1e30: a = 1
+    s.tensors[1] = {0.0f, 0.0f};
+    s.tensors[2] = {1e30f, 1e30f};  // output 2e30
+    s.tensors[3] = {0.0f};
+    import_state(net, s);
+    const float x = 1.0f, y = 0.0f;
+    const StepResult r = net.train_step(&x, &y, nullptr);
+    ASSERT_EQ(r.status, StepStatus::Trained) << to_string(hidden) << " " << to_string(r.status);
+    const double p = static_cast<double>(1e30f + 1e30f);
+    EXPECT_DOUBLE_EQ(r.loss, p * p);
+    const State after = export_state(net);
+    EXPECT_EQ(after.tensors[0], s.tensors[0]);  // no gradient through saturated units
+    EXPECT_EQ(after.tensors[1], s.tensors[1]);
+    EXPECT_LT(after.tensors[2][0], 1e30f);  // the output layer learned
+    for (const auto& t : after.tensors) {
+      for (float v : t) EXPECT_TRUE(std::isfinite(v));
+    }
+  }
+}
+
+// A forward pass that overflows (finite weights and input, infinite output)
+// gives an infinite loss: rejected, nothing changed.
+TEST(Loss, ForwardOverflowIsANonFiniteLoss) {
+  Network net(make_config({2, 1}, Activation::Tanh, Activation::Identity, Loss::MSE));
+  State s = export_state(net);
+  s.tensors[0] = {3e38f, 3e38f};
+  import_state(net, s);
+  const State before = export_state(net);
+  const std::vector<float> x{1.0f, 1.0f};
+  const float y = 0.0f;
+  const StepResult r = net.train_step(x.data(), &y, nullptr);
+  EXPECT_EQ(r.status, StepStatus::NonFiniteLoss);
+  EXPECT_FALSE(std::isfinite(r.loss));
+  EXPECT_EQ(export_state(net), before);
+  EXPECT_EQ(net.rejected_steps(), 1u);
+}
 
 // Property test of the guard over hostile magnitudes: inputs, targets and
 // learning rates spanning 40 orders of magnitude, every activation and

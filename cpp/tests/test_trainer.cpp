@@ -2,6 +2,7 @@
 // by design, so a ThreadSanitizer build reports only real races in the core.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -96,7 +97,7 @@ TEST(TrainerStress, ConcurrentTrainingAndPrediction) {
           ++r;
         } else {
           const std::size_t n = std::min<std::size_t>(50, kRows - r);
-          std::vector<float> losses(n);
+          std::vector<double> losses(n);
           std::vector<StepStatus> status(n);
           trainer.train_batch(n, &s.X[r * 4], &s.Y[r], losses.data(), nullptr, status.data());
           r += n;
@@ -155,13 +156,13 @@ TEST(TrainerStress, ConcurrentReadersDoNotChangeTraining) {
   c.learning_rate = 1e-3f;
 
   Trainer serial(c);
-  std::vector<float> serial_losses(kRows);
+  std::vector<double> serial_losses(kRows);
   for (std::size_t r = 0; r < kRows; ++r) {
     serial_losses[r] = serial.train_step(&s.X[r * 4], &s.Y[r], nullptr).loss;
   }
 
   Trainer raced(c);
-  std::vector<float> raced_losses(kRows);
+  std::vector<double> raced_losses(kRows);
   std::atomic<bool> done{false};
   std::vector<std::thread> readers;
   for (int t = 0; t < 3; ++t) {
@@ -180,7 +181,7 @@ TEST(TrainerStress, ConcurrentReadersDoNotChangeTraining) {
   done = true;
   for (auto& th : readers) th.join();
 
-  EXPECT_EQ(std::memcmp(serial_losses.data(), raced_losses.data(), kRows * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(serial_losses.data(), raced_losses.data(), kRows * sizeof(double)), 0);
   Counters cs{}, cr{};
   const auto a = export_all(serial, &cs), b = export_all(raced, &cr);
   ASSERT_EQ(a.size(), b.size());
@@ -195,7 +196,8 @@ TEST(TrainerStress, ConcurrentReadersDoNotChangeTraining) {
 TEST(Trainer, BatchEqualsSequentialSteps) {
   const Stream s(3, 300, 4, 41);
   Trainer a(small_config()), b(small_config());
-  std::vector<float> la(300), pa(300), lb(300), pb(300);
+  std::vector<double> la(300), lb(300);
+  std::vector<float> pa(300), pb(300);
   std::vector<StepStatus> sa(300), sb(300);
   for (std::size_t r = 0; r < 300; ++r) {
     const StepResult res = a.train_step(&s.X[r * 4], &s.Y[r], &pa[r]);
@@ -203,13 +205,87 @@ TEST(Trainer, BatchEqualsSequentialSteps) {
     sa[r] = res.status;
   }
   b.train_batch(300, s.X.data(), s.Y.data(), lb.data(), pb.data(), sb.data());
-  EXPECT_EQ(std::memcmp(la.data(), lb.data(), sizeof(float) * 300), 0);
+  EXPECT_EQ(std::memcmp(la.data(), lb.data(), sizeof(double) * 300), 0);
   EXPECT_EQ(std::memcmp(pa.data(), pb.data(), sizeof(float) * 300), 0);
   EXPECT_EQ(sa, sb);
   EXPECT_EQ(sa[40], StepStatus::NonFiniteInput);
   EXPECT_EQ(b.counters().rejected_steps, 300u / 41);
   const auto ea = export_all(a), eb = export_all(b);
   for (std::size_t t = 0; t < ea.size(); ++t) EXPECT_EQ(ea[t], eb[t]);
+}
+
+// BCE targets outside [0, 1] in the middle of a batch: those rows are
+// rejected (NaN loss and prediction, TargetOutOfRange), and every other row
+// trains exactly as in a batch without them. Dense and sparse.
+TEST(Trainer, BatchRejectsBceTargetsOutsideUnitIntervalOnly) {
+  constexpr std::size_t kRows = 60;
+  const Stream s(4, kRows, 4, 0);
+  std::vector<float> Y = s.Y;
+  const std::vector<std::size_t> bad{17, 30, 31};
+  Y[17] = 2.0f;
+  Y[30] = -1.0f;
+  Y[31] = -1e30f;
+  std::vector<float> Xk, Yk;  // the batch without the bad rows
+  std::vector<std::size_t> kept;
+  for (std::size_t r = 0; r < kRows; ++r) {
+    if (std::find(bad.begin(), bad.end(), r) != bad.end()) continue;
+    kept.push_back(r);
+    Xk.insert(Xk.end(), &s.X[r * 4], &s.X[r * 4 + 4]);
+    Yk.push_back(Y[r]);
+  }
+  const std::size_t nk = kept.size();
+  Trainer a(small_config()), b(small_config());
+  std::vector<double> la(kRows), lb(nk);
+  std::vector<float> pa(kRows), pb(nk);
+  std::vector<StepStatus> sa(kRows), sb(nk);
+  a.train_batch(kRows, s.X.data(), Y.data(), la.data(), pa.data(), sa.data());
+  b.train_batch(nk, Xk.data(), Yk.data(), lb.data(), pb.data(), sb.data());
+  for (std::size_t r : bad) {
+    EXPECT_EQ(sa[r], StepStatus::TargetOutOfRange) << r;
+    EXPECT_TRUE(std::isnan(la[r]) && std::isnan(pa[r])) << r;
+  }
+  for (std::size_t j = 0; j < nk; ++j) {
+    const std::size_t r = kept[j];
+    EXPECT_EQ(sa[r], StepStatus::Trained) << r;
+    EXPECT_EQ(sb[j], StepStatus::Trained) << r;
+    EXPECT_EQ(std::memcmp(&la[r], &lb[j], sizeof(double)), 0) << r;
+    EXPECT_EQ(std::memcmp(&pa[r], &pb[j], sizeof(float)), 0) << r;
+  }
+  EXPECT_EQ(export_all(a), export_all(b));
+  EXPECT_EQ(a.counters().steps, nk);
+  EXPECT_EQ(a.counters().rejected_steps, bad.size());
+
+  // Sparse: the same rows as CSR (every input active).
+  std::vector<std::int64_t> ptr{0}, ptr_k{0};
+  std::vector<std::int32_t> idx, idx_k;
+  std::vector<float> val, val_k;
+  for (std::size_t r = 0; r < kRows; ++r) {
+    const bool keep = std::find(bad.begin(), bad.end(), r) == bad.end();
+    for (std::int32_t i = 0; i < 4; ++i) {
+      idx.push_back(i);
+      val.push_back(s.X[r * 4 + i]);
+      if (keep) {
+        idx_k.push_back(i);
+        val_k.push_back(s.X[r * 4 + i]);
+      }
+    }
+    ptr.push_back(static_cast<std::int64_t>(idx.size()));
+    if (keep) ptr_k.push_back(static_cast<std::int64_t>(idx_k.size()));
+  }
+  Trainer c(small_config()), d(small_config());
+  std::vector<double> lc(kRows), ld(nk);
+  std::vector<StepStatus> sc(kRows), sd(nk);
+  c.train_batch_sparse({kRows, ptr.data(), idx.data(), val.data()}, Y.data(), lc.data(), nullptr,
+                       sc.data());
+  d.train_batch_sparse({nk, ptr_k.data(), idx_k.data(), val_k.data()}, Yk.data(), ld.data(),
+                       nullptr, sd.data());
+  for (std::size_t r : bad) EXPECT_EQ(sc[r], StepStatus::TargetOutOfRange) << r;
+  for (std::size_t j = 0; j < nk; ++j) {
+    EXPECT_EQ(sc[kept[j]], StepStatus::Trained);
+    EXPECT_EQ(std::memcmp(&lc[kept[j]], &ld[j], sizeof(double)), 0) << kept[j];
+  }
+  EXPECT_EQ(export_all(c), export_all(d));
+  EXPECT_EQ(c.counters().rejected_steps, bad.size());
 }
 
 TEST(Trainer, PredictRejectsNonFiniteRows) {
@@ -292,7 +368,7 @@ TEST(Csr, SparseBatchEqualsSparseSteps) {
   const std::vector<std::int64_t> ptr{0, 2, 2, 5};
   const std::vector<std::int32_t> idx{3, 1, 0, 9, 4};
   const std::vector<float> val{0.5f, -1.0f, 2.0f, 0.25f, -0.5f}, Y{1, 0, 1};
-  std::vector<float> la(3), lb(3);
+  std::vector<double> la(3), lb(3);
   for (std::size_t r = 0; r < 3; ++r) {
     la[r] =
         a.train_step_sparse(&idx[ptr[r]], &val[ptr[r]], ptr[r + 1] - ptr[r], &Y[r], nullptr).loss;

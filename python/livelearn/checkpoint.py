@@ -531,18 +531,21 @@ def _section(meta: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
 def _check_tensor(
     tensors: Mapping[str, NDArray[Any]],
     name: str,
-    dtype: np.dtype[Any],
+    dtype: np.dtype[Any] | tuple[np.dtype[Any], ...],
     shape: tuple[int, ...],
     where: str,
 ) -> NDArray[Any]:
+    """The tensor ``name``, checked; ``dtype`` may list every accepted dtype."""
+    allowed = dtype if isinstance(dtype, tuple) else (dtype,)
     array = tensors.get(name)
     if array is None:
         raise _fail(where, f"missing tensor {name!r}")
-    if array.dtype != dtype:
-        raise _fail(where, f"tensor {name!r} has dtype {array.dtype}, expected {dtype}")
+    if array.dtype not in allowed:
+        expected = " or ".join(str(d) for d in allowed)
+        raise _fail(where, f"tensor {name!r} has dtype {array.dtype}, expected {expected}")
     if tuple(array.shape) != shape:
         raise _fail(where, f"tensor {name!r} has shape {tuple(array.shape)}, expected {shape}")
-    if dtype.kind == "f" and not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise _fail(where, f"tensor {name!r} holds non-finite values")
     return array
 
@@ -608,7 +611,8 @@ def _history(
         "steps": _check_tensor(tensors, "history.steps", i64, (n,), where),
         "targets": _check_tensor(tensors, "history.targets", f32, (n, n_outputs), where),
         "predictions": _check_tensor(tensors, "history.predictions", f32, (n, n_outputs), where),
-        "losses": _check_tensor(tensors, "history.losses", f32, (n,), where),
+        # float64 since losses are computed in double; float32 in older checkpoints.
+        "losses": _check_tensor(tensors, "history.losses", (f64, f32), (n,), where),
         "timestamps": _check_tensor(tensors, "history.timestamps", f64, (n,), where),
     }
     steps = out["steps"]

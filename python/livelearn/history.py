@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,7 +38,8 @@ class History:
         )
         self._targets = np.zeros((capacity, n_outputs), dtype=np.float32)
         self._predictions = np.zeros((capacity, n_outputs), dtype=np.float32)
-        self._losses = np.zeros(capacity, dtype=np.float32)
+        # float64 like the network's losses: a finite loss beyond FLT_MAX is kept.
+        self._losses = np.zeros(capacity, dtype=np.float64)
         self._timestamps = np.zeros(capacity, dtype=np.float64)
         self._steps = np.zeros(capacity, dtype=np.int64)
         self._next = 0  # slot the next example goes to
@@ -53,7 +55,7 @@ class History:
         sparse_rows: Sequence[tuple[NDArray[np.int32], NDArray[np.float32]]] | None,
         targets: NDArray[np.float32],
         predictions: NDArray[np.float32],
-        losses: NDArray[np.float32],
+        losses: NDArray[np.floating[Any]],
         timestamps: NDArray[np.float64],
     ) -> None:
         """Add ``len(steps)`` examples; only the newest ``capacity`` are kept."""
@@ -163,6 +165,7 @@ class History:
             rows,
             np.asarray(arrays["targets"], dtype=np.float32),
             np.asarray(arrays["predictions"], dtype=np.float32),
-            np.asarray(arrays["losses"], dtype=np.float32),
+            # float32 in checkpoints written before losses were float64
+            np.asarray(arrays["losses"], dtype=np.float64),
             np.asarray(arrays["timestamps"], dtype=np.float64),
         )

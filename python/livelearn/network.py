@@ -17,6 +17,9 @@ from livelearn import _core
 
 StepRejected = _core.StepRejected
 STATUS_NAMES: tuple[str, ...] = tuple(_core.STATUS_NAMES)
+"""The name of every status code of ``train_batch_detailed``, indexed by code:
+``0`` trained, ``1`` non-finite input, ``2`` non-finite loss, ``3`` non-finite
+gradient or update, ``4`` target outside [0, 1] for bce."""
 
 
 class Network(_core.Network):
@@ -27,16 +30,21 @@ class Network(_core.Network):
     ``"identity"``); the output layer uses ``output`` (``"sigmoid"`` or
     ``"identity"``). ``loss="bce"`` is binary cross-entropy computed from the
     logits (numerically stable; needs ``output="sigmoid"``), ``loss="mse"`` the
-    mean squared error. Losses are averaged over the outputs of one example.
+    mean squared error. Losses are averaged over the outputs of one example and
+    computed and returned in double precision (``float`` from ``train_step``,
+    ``float64`` arrays from the batch methods; predictions are ``float32``), so a
+    large but finite error is reported as it is rather than as an overflow.
 
     One *step* is exactly one example: forward pass, loss, backward pass, one
     optimizer update (``"sgd"`` with optional ``momentum``, or ``"adam"``).
     ``train_batch`` runs ``n`` such steps in order (the same result as ``n``
     calls of ``train_step``), not one averaged mini-batch step.
 
-    A step whose input, loss, gradient or update is not finite changes
-    nothing except ``rejected_steps``; ``train_step`` then raises
-    :class:`StepRejected`, ``train_batch`` reports ``nan`` for that row.
+    A step whose input, loss, gradient or update is not finite, or (with
+    ``loss="bce"``, whose target is a probability) whose target lies outside
+    [0, 1], changes nothing except ``rejected_steps``; ``train_step`` then raises
+    :class:`StepRejected`, ``train_batch`` reports ``nan`` for that row and
+    ``train_batch_detailed`` its status code (see :data:`STATUS_NAMES`).
 
     Thread-safe: any number of threads may train and predict at once. A
     training step holds the network's lock for one step, so a concurrent

@@ -21,8 +21,9 @@ class StepStatus(str, Enum):
     dropped by the ``"drop_oldest"`` overload policy."""
     REJECTED = "rejected"
     """Not trained because of the data: invalid input (the Future raises
-    :class:`~livelearn.InvalidInteraction`) or a non-finite loss or update (the
-    Future's result says so; the model is unchanged)."""
+    :class:`~livelearn.InvalidInteraction`) or a non-finite loss or update, or a
+    bce target outside [0, 1] (the Future's result says so; the model is
+    unchanged)."""
     FAILED = "failed"
     """Not trained because of an unexpected error (the Future raises it)."""
 

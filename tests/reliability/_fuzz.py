@@ -6,8 +6,8 @@ The contract checked for every generated case:
 * ``InteractionData(...)`` either builds a valid object or raises
   :class:`InvalidInteraction`;
 * ``Engine.train_step(x)`` returns a Future that resolves (bounded wait): trained,
-  or rejected by the network's non-finite guard, or raising
-  :class:`InvalidInteraction` -- and after a rejection the model's bytes are
+  or rejected by the network's guard (a non-finite value, a bce target outside
+  [0, 1]), or raising :class:`InvalidInteraction` -- and after a rejection the model's bytes are
   unchanged (only the ``rejected_steps`` counter moves for a guard rejection);
   ``Engine.predict`` returns finite values or raises ``InvalidInteraction``;
 * a ``Network`` method either works (state finite, counters consistent with the
@@ -16,10 +16,9 @@ The contract checked for every generated case:
 
 Anything else -- another exception type, a hang, a crash, a changed model -- fails.
 
-Two native defects are kept out of the strategies on purpose (each has a strict
-xfail test in ``test_reliability_fuzz.py``): a Python int beyond the float range
-as a target raises ``OverflowError``, and as a learning rate or apply_delta weight a
-pybind11 ``RuntimeError``.
+Python ints beyond the float range (``10**400``) are among the scalars: as a target
+they are rejected like an infinite float, as an apply_delta weight they raise
+``ValueError`` (``test_reliability_fuzz.py`` pins both, and the hyperparameters).
 """
 
 from __future__ import annotations
@@ -415,7 +414,10 @@ _FILLS = [
     "zeros",
     "subnormal",
 ]
-_SCALARS = [0.5, -1.0, 1.0, 0.0, math.nan, math.inf, 1e300, True, 3, 2**40, np.float64(2.0)]
+_SCALARS = [
+    0.5, -1.0, 1.0, 0.0, math.nan, math.inf, 1e300, True, 3, 2**40, 10**400, -(10**400),
+    np.float64(2.0),
+]  # fmt: skip
 _NOT_ARRAYS = [None, "abc", {"a": 1}, object(), [[1.0, 2.0], [1.0]], [], ()]
 
 
@@ -613,7 +615,9 @@ def _state_arg(draw: st.DrawFn, net: Network, method: str) -> tuple[Any, ...]:
         base[name] = draw(array_arg(tuple(np.shape(base[name]))))
     arg: Any = base if draw(st.integers(0, 9)) else draw(st.sampled_from(_NOT_ARRAYS))
     if method == "apply_delta":
-        weight = draw(st.sampled_from([1.0, 0.5, -1.0, 0.0, math.nan, math.inf, 1e30, "1", None]))
+        weight = draw(
+            st.sampled_from([1.0, 0.5, -1.0, 0.0, math.nan, math.inf, 1e30, 10**400, "1", None])
+        )
         return arg, weight
     return (arg,)
 

@@ -401,7 +401,7 @@ def run_load(
     for s, tensors in checkpoints:
         by_step.setdefault(s, []).append(tensors)
     events = sorted(set(np.flatnonzero(need).tolist()) | set(by_step) | {m})
-    out_losses = np.empty(m, dtype=np.float32)
+    out_losses = np.empty(m, dtype=np.float64)  # the network reports losses in double
     out_preds = np.empty(m, dtype=np.float32)
     pred_at: dict[int, float] = {}
     done = 0

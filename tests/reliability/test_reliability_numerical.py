@@ -36,10 +36,13 @@ def test_adversarial_targets_are_rejected_and_change_nothing(
     optimizer: str, momentum: float
 ) -> None:
     """Every 7th interaction carries a target of +-3.4e38 (the edge of float32) for
-    an mse engine: its loss overflows. Those steps, and only those, are rejected;
+    an mse engine: the gradient of its loss, 2 (p - y), overflows (the loss itself,
+    in double, does not) and the step is rejected as a non-finite loss. Those steps,
+    and only those, are rejected;
     the final model is bit-identical to a fresh network trained on the normal
     steps alone -- so a rejected step changed nothing, not even the optimizer
-    state. (For bce such targets are not a guard matter: see the xfail below.)"""
+    state. (For bce such targets are out of range: see
+    test_bce_rejects_targets_outside_0_1.)"""
     engine = Engine(
         targets=TARGETS, loss="mse", optimizer=optimizer, momentum=momentum, log_every=0,
         batch_size=16,
@@ -104,17 +107,13 @@ def test_exploding_learning_rate_keeps_weights_finite_and_training_resumes(
     assert statuses <= {StepStatus.TRAINED, StepStatus.REJECTED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG cpp/src/network.cpp Network::step: the mse loss is summed in float32 "
-    "(`loss += diff * diff`) and a non-finite loss rejects the step. One accepted step at "
-    "learning_rate=1e30 (finite, so the guard lets it through) leaves weights near 1e28; "
-    "from then on |prediction - target| > 1.8e19, diff*diff overflows, and every later "
-    "step is rejected as 'non-finite loss' even with a sane learning rate, although its "
-    "gradient is finite: an mse engine never trains again. (bce is unaffected: its loss "
-    "is linear in the logit.)",
-)
 def test_mse_training_resumes_after_an_exploding_learning_rate() -> None:
+    """Steps accepted at learning_rate=1e30 (finite, so the guard lets them through)
+    leave weights near 1e28: |prediction - target| exceeds 1.8e19, so the squared
+    error overflows float32, and the saturated tanh units turn sum_o W d into
+    inf * 0. The loss is computed in double and a saturated unit passes exactly zero
+    gradient, so with a sane learning rate again the steps (finite gradient) train;
+    the weights stay finite throughout."""
     engine = Engine(targets=TARGETS, loss="mse", log_every=0)
     with engine, quiet_livelearn():
         results(engine, [interaction(i) for i in range(300)])
@@ -123,7 +122,9 @@ def test_mse_training_resumes_after_an_exploding_learning_rate() -> None:
         assert finite_state(engine.network.get_state())
         engine.network.learning_rate = 0.05
         after = results(engine, [interaction(i) for i in range(800, 1800)])
+        assert finite_state(engine.network.get_state())
     assert any(r.trained for r in after), "no step trained after the learning rate was restored"
+    assert all(r.loss is not None and math.isfinite(r.loss) for r in after if r.trained)
 
 
 def test_extreme_numeric_features_never_make_weights_non_finite() -> None:
@@ -155,17 +156,11 @@ def test_extreme_numeric_features_never_make_weights_non_finite() -> None:
         assert s.steps > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine.py/targets.py (TargetMapper checks only the float32 range): with "
-    "loss='bce' the output is a probability, yet targets outside [0, 1] are accepted and "
-    "trained. label=-1e30 trains and leaves weights near 1e28 -- one "
-    "event ruins the model and the non-finite guard has nothing to reject; label=2 or -1 "
-    "trains with a negative loss. Wanted: such a step is rejected (InvalidInteraction) "
-    "and changes nothing.",
-)
 @pytest.mark.parametrize("label", [-1e30, 2.0, -1.0])
 def test_bce_rejects_targets_outside_0_1(label: float) -> None:
+    """With loss='bce' the output is a probability: a target outside [0, 1] (which
+    would train with a negative loss, or at -1e30 wreck the weights) is rejected by
+    the network and changes nothing but the rejected counter."""
     engine = Engine(targets=TARGETS, log_every=0)
     with engine, quiet_livelearn():
         results(engine, [interaction(i) for i in range(100)])

@@ -17,14 +17,15 @@ namespace livelearn {
 
 enum class StepStatus : std::uint8_t {
   Trained = 0,
-  NonFiniteInput = 1,   // x or y held NaN/inf: nothing computed
-  NonFiniteLoss = 2,    // the loss overflowed or became NaN
-  NonFiniteUpdate = 3,  // a gradient, optimizer buffer or new weight would not be finite
+  NonFiniteInput = 1,    // x or y held NaN/inf: nothing computed
+  NonFiniteLoss = 2,     // the loss (double) or its gradient at the output is NaN/inf
+  NonFiniteUpdate = 3,   // a gradient, optimizer buffer or new weight would not be finite
+  TargetOutOfRange = 4,  // loss BCE and a target outside [0, 1]: nothing computed
 };
 const char* to_string(StepStatus s);
 
 struct StepResult {
-  float loss;
+  double loss;  // in double: a finite gradient can come with a loss beyond FLT_MAX
   StepStatus status;
 };
 
@@ -60,7 +61,8 @@ class Network {
 
   // One supervised step on a dense example: forward, loss, backward, update.
   // `prediction` (n_outputs floats, may be null) receives the output made
-  // before the update. A rejected step changes nothing but rejected_steps.
+  // before the update (all NaN if the input or target was rejected). A
+  // rejected step changes nothing but rejected_steps.
   StepResult train_step(const float* x, const float* y, float* prediction);
   // Same for a sparse example: `nnz` (index, value) pairs, indices unique and
   // in range (Trainer validates). Only the active rows of the first weight

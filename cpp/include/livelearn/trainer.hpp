@@ -41,9 +41,9 @@ class Trainer {
                                const float* y, float* prediction);
   // n steps in order, the lock taken per step. Outputs may be null; a
   // rejected row's loss is NaN and its status says why.
-  void train_batch(std::size_t n, const float* X, const float* Y, float* losses, float* predictions,
-                   StepStatus* status);
-  void train_batch_sparse(const CsrView& csr, const float* Y, float* losses, float* predictions,
+  void train_batch(std::size_t n, const float* X, const float* Y, double* losses,
+                   float* predictions, StepStatus* status);
+  void train_batch_sparse(const CsrView& csr, const float* Y, double* losses, float* predictions,
                           StepStatus* status);
   void predict(std::size_t n, const float* X, float* out) const;
   void predict_sparse(const CsrView& csr, float* out) const;
