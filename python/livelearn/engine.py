@@ -761,7 +761,7 @@ class Engine:
             self._resolved += n
         return results, bool(n_invalid or n_rejected_native)
 
-    def _log_losses(self, before: int, sum_before: float, losses: NDArray[np.float32]) -> None:
+    def _log_losses(self, before: int, sum_before: float, losses: NDArray[np.float64]) -> None:
         """INFO line at every multiple of ``log_every`` reached by this batch,
         with the loss of that step and the mean loss of steps 1..that step."""
         every = self._log_every
@@ -1059,7 +1059,7 @@ def _dispatch_loop(
         del engine
 
 
-def _ema(recent: float | None, losses: NDArray[np.float32]) -> float:
+def _ema(recent: float | None, losses: NDArray[np.float64]) -> float:
     """Fold ``losses`` one by one into an exponential moving average
     (weight ``_RECENT_WEIGHT`` per step), in closed form."""
     x = losses.astype(np.float64)
