@@ -83,6 +83,56 @@ def test_busy_python_loop_baseline_starves_the_counter():
     assert held < 0.3 * alone, (held, alone)
 
 
+def test_costly_single_example_calls_release_the_gil():
+    """train_step and predict of a large network release the GIL like a batch."""
+    net = Network(layers=[1024, 1024, 1], seed=0)  # 1 M weights
+    x = np.full(1024, 0.01, np.float32)
+    X = x[None, :]
+
+    def calls() -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
+            net.train_step(x, 1.0)
+            net.predict(X)
+
+    during, elapsed = count_during(calls)
+    alone, _ = count_during(lambda: time.sleep(elapsed))
+    assert net.steps > 0
+    assert during > 0.3 * alone, (during, alone)
+
+
+def test_cheap_calls_keep_the_gil():
+    """A one-row predict or train_step of a small network is cheaper than handing
+    the GIL over and taking it back (which, behind a busy thread, waits for that
+    thread's Python): such calls keep it, so the counter starves like behind the
+    busy loop of the control test above."""
+    import sys
+
+    net = Network(layers=[4, 16, 8, 1], seed=0)
+    x = np.array([0.5, -0.5, 0.25, 0.1], np.float32)
+    X = x[None, :]
+    indices, values = np.array([0, 2], np.int32), np.array([1.0, -1.0], np.float32)
+    indptr = np.array([0, 2], np.int64)
+
+    def calls() -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.1:
+            net.train_step(x, 1.0)
+            net.predict(X)
+            net.train_step_sparse(indices, values, 0.0)
+            net.predict_sparse(indptr, indices, values)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    try:
+        held, _ = count_during(calls)
+    finally:
+        sys.setswitchinterval(old)
+    alone, _ = count_during(lambda: time.sleep(0.1))
+    assert net.steps > 100
+    assert held < 0.3 * alone, (held, alone)
+
+
 def test_predict_runs_during_a_long_train_batch(big_batch):
     """The lock is taken per step, so predictions interleave with a batch."""
     X, Y = big_batch
