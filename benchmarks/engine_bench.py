@@ -400,16 +400,16 @@ def profile_run(pool: Sequence[InteractionData], events: int) -> dict[str, str]:
     """cProfile of the dispatcher thread and of the producer (1 producer)."""
     engine = Engine(targets=ACTION_TARGETS)
     dispatcher = cProfile.Profile()
-    run = engine._run  # instance attribute wins: the thread runs this wrapper
+    run_batch = engine._run_batch  # instance attribute wins: the dispatcher calls this
 
-    def profiled(worker: int) -> None:
+    def profiled() -> None:
         dispatcher.enable()
         try:
-            run(worker)
+            run_batch()
         finally:
             dispatcher.disable()
 
-    engine._run = profiled  # type: ignore[method-assign]
+    engine._run_batch = profiled  # type: ignore[method-assign]
     engine.initialize()
     items = cycle(pool, events)
     producer = cProfile.Profile()
