@@ -359,23 +359,19 @@ LL_INLINE void backward_pass(Activation hidden, const LayerSpan* layers, std::si
       using Wd = decltype(width);
       const float* d = deltas + act_off[l];
       const float* a = A + act_off[l - 1];
+      auto run = [&](auto act) LL_LAMBDA {
+        backprop<Wd, decltype(act)::value, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in,
+                                                  amax, dmax);
+      };
       switch (hidden) {
         case Activation::Tanh:
-          backprop<Wd, Activation::Tanh, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
-                                                dmax);
-          break;
+          return run(std::integral_constant<Activation, Activation::Tanh>{});
         case Activation::Sigmoid:
-          backprop<Wd, Activation::Sigmoid, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in,
-                                                   amax, dmax);
-          break;
+          return run(std::integral_constant<Activation, Activation::Sigmoid>{});
         case Activation::Relu:
-          backprop<Wd, Activation::Relu, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in, amax,
-                                                dmax);
-          break;
+          return run(std::integral_constant<Activation, Activation::Relu>{});
         case Activation::Identity:
-          backprop<Wd, Activation::Identity, Exact>(P + layer.w, layer.in, layer.out, d, a, d_in,
-                                                    amax, dmax);
-          break;
+          return run(std::integral_constant<Activation, Activation::Identity>{});
       }
     });
   }

@@ -148,8 +148,10 @@ def test_an_engine_never_closed_drains_and_does_not_hang_exit(mode: str) -> None
 
 
 # ----------------------------------------------------------------------------- callbacks
-CALLBACK_SAVE = """
-    import json, os, sys, tempfile, threading, faulthandler
+# A subprocess whose engine's dispatcher can be parked inside a batch: a step
+# with action "gate" sets gate_in, then waits for gate_out.
+GATED_ENGINE = """
+    import json, os, tempfile, threading, faulthandler
     faulthandler.dump_traceback_later(50, exit=True)
     from livelearn import Engine, InteractionData
     gate_in, gate_out = threading.Event(), threading.Event()
@@ -159,6 +161,10 @@ CALLBACK_SAVE = """
             gate_out.wait(30)
         return 1.0
     engine = Engine(targets=target, log_every=0).initialize()
+"""
+CALLBACK_SAVE = (
+    GATED_ENGINE
+    + """
     path = os.path.join(tempfile.mkdtemp(), "from-callback.safetensors")
     held = engine.train_step(InteractionData("gate", 1.0, "u"))
     gate_in.wait(30)  # the dispatcher is parked inside the gate step's batch
@@ -181,6 +187,7 @@ CALLBACK_SAVE = """
     print(json.dumps(outcome), flush=True)
     os._exit(0)  # a deadlocked dispatcher must not block the interpreter's exit
 """
+)
 
 
 def test_save_from_a_done_callback_does_not_deadlock() -> None:
@@ -312,17 +319,9 @@ def test_futures_inherited_by_a_forked_child_resolve_there(forked: dict[str, Any
         assert child["inherited_unresolved"] == 0, child
 
 
-FORK_FROM_CALLBACK = """
-    import json, os, threading, faulthandler
-    faulthandler.dump_traceback_later(50, exit=True)
-    from livelearn import Engine, InteractionData
-    gate_in, gate_out = threading.Event(), threading.Event()
-    def target(x):
-        if x.action_type == "gate":
-            gate_in.set()
-            gate_out.wait(30)
-        return 1.0
-    engine = Engine(targets=target, log_every=0).initialize()
+FORK_FROM_CALLBACK = (
+    GATED_ENGINE
+    + """
     held = engine.train_step(InteractionData("gate", 1.0, "u"))
     gate_in.wait(30)
     done = threading.Event()
@@ -340,6 +339,7 @@ FORK_FROM_CALLBACK = """
     print(json.dumps(outcome), flush=True)
     os._exit(0)
 """
+)
 
 
 def test_fork_from_a_done_callback_does_not_deadlock() -> None:
