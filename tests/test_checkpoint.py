@@ -550,6 +550,32 @@ def test_autosave_every_n_steps(tmp_path: Path) -> None:
         assert restored.config["checkpoint_every"] == 100  # the loaded engine autosaves too
 
 
+def test_close_waits_for_a_running_autosave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() returns only once a background save started by the last batch
+    has finished: the checkpoint on disk is complete when close() returns."""
+    import livelearn.checkpoint as checkpoint
+
+    real_save = checkpoint.save_engine
+    started = threading.Event()
+
+    def slow_save(engine: Engine, path: str) -> None:
+        started.set()
+        time.sleep(0.3)
+        real_save(engine, path)
+
+    monkeypatch.setattr(checkpoint, "save_engine", slow_save)
+    path = tmp_path / "auto.safetensors"
+    engine = Engine(checkpoint_path=path, checkpoint_every=50, log_every=0).initialize()
+    train(engine, stream(100))
+    assert started.wait(10)
+    engine.close()
+    assert engine._autosave.saves == 1  # type: ignore[union-attr]
+    with Engine.load(path, initialize=False) as restored:
+        assert restored.stats().steps >= 50
+
+
 def test_autosave_interval_and_bad_options(tmp_path: Path) -> None:
     path = tmp_path / "interval.safetensors"
     with Engine(checkpoint_path=path, checkpoint_interval=0.01, log_every=0) as engine:

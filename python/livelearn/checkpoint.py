@@ -894,8 +894,8 @@ class AutoSaver:
         thread = threading.Thread(
             target=self._save, args=(engine,), name="livelearn-autosave", daemon=False
         )
-        self._thread = thread
         thread.start()
+        self._thread = thread  # published once started: wait() may join it at once
 
     def _save(self, engine: Engine) -> None:
         try:

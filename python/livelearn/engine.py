@@ -367,8 +367,9 @@ class Engine:
     def close(self, wait: bool = True, timeout: float | None = None) -> None:
         """Stop accepting steps, train every queued one, then stop the dispatcher.
 
-        Every Future already returned is resolved. With ``wait=False`` the
-        queue drains in the background. Idempotent.
+        Every Future already returned is resolved, and a periodic checkpoint
+        still being written is finished. With ``wait=False`` the queue drains
+        in the background. Idempotent.
         """
         with self._state_lock, self._submit_lock:
             first = not self._closing
@@ -386,6 +387,9 @@ class Engine:
                 thread.join(remaining)
             if not self._threads:
                 self._drain_uninitialized()
+            if self._autosave is not None:  # the last batch may have started one
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._autosave.wait(remaining)
             self._closed = all(not t.is_alive() for t in self._threads)
         _LIVE.discard(self)
 
