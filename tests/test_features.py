@@ -407,6 +407,79 @@ def test_csr_invariants_property(xs: list[InteractionData], n_buckets: int) -> N
     np.testing.assert_array_equal(counted, expected)
 
 
+CONTEXT_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(-1e30, 1e30, allow_nan=False)
+    | st.text(max_size=3)
+)
+INTERACTIONS = st.builds(
+    InteractionData,
+    st.sampled_from(["a", "b", "click"]) | st.integers(0, 9).map(str),
+    st.floats(min_value=0, max_value=4.1e9) | st.integers(0, 4 * 10**9).map(float),
+    st.integers(0, 10**6) | st.text(min_size=1, max_size=4),
+    st.none()
+    | st.dictionaries(st.sampled_from(["page", "pos", "price", "qty"]), CONTEXT_VALUES, max_size=4),
+)
+ENCODER_PARAMS = st.fixed_dictionaries(
+    {
+        "n_buckets": st.sampled_from([1, 2, 7, 64, 2**18]),
+        "bias": st.booleans(),
+        "time_features": st.booleans(),
+        "timezone": st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"]),
+        "numeric_keys": st.sampled_from([(), ("price",), ("price", "qty")]),
+        "crosses": st.sampled_from(
+            [(), (("user", "action"),), (("context:page", "user"), ("action", "context:pos"))]
+        ),
+    }
+)
+
+
+def bits(values: np.ndarray) -> bytes:
+    # + 0.0 folds -0.0 into 0.0: the one-row path keeps a numeric -0.0, the batch path sums
+    # it onto 0.0; the values are equal, only the sign bit of a zero differs.
+    return np.asarray(values + 0.0, dtype=np.float32).tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(ENCODER_PARAMS, st.lists(INTERACTIONS, min_size=1, max_size=8))
+def test_one_row_path_matches_batch_path_bit_for_bit(
+    params: dict[str, Any], xs: list[InteractionData]
+) -> None:
+    enc = HashedFeatureEncoder(**params)
+    try:
+        rows = [enc.encode_sparse(x) for x in xs]
+    except InvalidInteraction:  # a non-number under a numeric key: both paths refuse it
+        with pytest.raises(InvalidInteraction):
+            enc.encode_sparse_many(xs)
+        return
+    indptr, indices, values = enc.encode_sparse_many(xs)
+    for r, (x, (idx, val)) in enumerate(zip(xs, rows, strict=True)):
+        assert idx.dtype == np.int32 and val.dtype == np.float32
+        lo, hi = indptr[r], indptr[r + 1]
+        assert indices[lo:hi].tolist() == idx.tolist()
+        assert bits(values[lo:hi]) == bits(val)
+        one_ptr, one_idx, one_val = enc.encode_sparse_many([x])
+        assert one_ptr.tolist() == [0, len(idx)]
+        assert one_idx.tolist() == idx.tolist() and bits(one_val) == bits(val)
+
+
+def test_bucket_layout_pinned() -> None:
+    # Digest of every row's column indices for a fixed stream: pins the hashes and the slot
+    # layout (checkpoints rely on both). Values are left out: sin/cos may differ by an ulp
+    # between platforms' maths libraries.
+    digest = hashlib.sha256()
+    xs = random_interactions(300, seed=11)
+    for params in ENCODERS:
+        enc = HashedFeatureEncoder(**params)
+        indptr, indices, _ = enc.encode_sparse_many(xs)
+        digest.update(indptr.tobytes() + indices.tobytes())
+        for x in xs[:50]:
+            digest.update(enc.encode_sparse(x)[0].tobytes())
+    assert digest.hexdigest() == "b2145b2a647227f5c1d584bb20689e869882bbc538b233a106632b1198b3410c"
+
+
 def hashed_tokens(it: InteractionData) -> list[str]:
     ctx = it.context or {}
     tokens = ["action", "user"] + [k for k, v in ctx.items() if v is not None]

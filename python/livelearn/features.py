@@ -27,7 +27,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from datetime import timezone as _dt_timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -49,6 +49,10 @@ _TWO_PI = 2.0 * math.pi
 _BELOW_ONE = float(np.float32(1.0 - 2.0**-24))
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_BUCKETS = 2**26
+
+# A dense slot value: one float (one interaction) or a column of a batch.
+_F = TypeVar("_F", float, NDArray[np.float64])
+_S = TypeVar("_S")
 
 
 def _as_list(interactions: Sequence[InteractionData]) -> Sequence[InteractionData]:
@@ -364,6 +368,7 @@ class HashedFeatureEncoder:
         "_cross_specs",
         "_crosses",
         "_ctx_cols",
+        "_dense_cols",
         "_k",
         "_n_buckets",
         "_numeric_keys",
@@ -383,6 +388,7 @@ class HashedFeatureEncoder:
     _numeric_set: frozenset[str]
     _crosses: tuple[tuple[str, str], ...]
     _clock: _Clock
+    _dense_cols: tuple[int, ...]
     _k: int
 
     _PARAMS = frozenset(
@@ -435,7 +441,11 @@ class HashedFeatureEncoder:
                 )
         self._crosses = self._check_crosses(crosses)
         self._clock = _Clock(timezone)
-        self._k = int(self._bias) + 4 * int(self._time) + len(self._numeric_keys)
+        # The column layout, stated once: [0, d) the dense slots of _dense_values
+        # (bias, time), [d, k) one slot per numeric key (_numeric), then the hashed
+        # buckets [k, k + n_buckets) (_hashed).
+        self._dense_cols = tuple(range(int(self._bias) + 4 * int(self._time)))
+        self._k = len(self._dense_cols) + len(self._numeric_keys)
         if not (
             self._k
             or self._action
@@ -565,7 +575,7 @@ class HashedFeatureEncoder:
         ctx = it.context
         if not ctx:
             return out
-        col = self._k - len(self._numeric_keys)
+        col = len(self._dense_cols)
         for key in self._numeric_keys:
             value = ctx.get(key)
             if value is not None:
@@ -573,11 +583,33 @@ class HashedFeatureEncoder:
             col += 1
         return out
 
-    def _time_values(self, ts: float) -> list[float]:
-        local = self._clock.local(ts)
-        day = _TWO_PI * (local % _SECONDS_PER_DAY) / _SECONDS_PER_DAY
-        week = _TWO_PI * ((local / _SECONDS_PER_DAY + 3.0) % 7.0) / 7.0  # 1970-01-01: Thu
-        return [math.sin(day), math.cos(day), math.sin(week), math.cos(week)]
+    def _dense_values(
+        self,
+        source: _S,
+        local: Callable[[_S], _F],
+        sin: Callable[[_F], _F],
+        cos: Callable[[_F], _F],
+        one: _F,
+    ) -> list[_F]:
+        """Values of the dense slots, columns ``0, 1, ...`` in order: bias, then the
+        time of day and the position in the week as sin/cos pairs.
+
+        One formula for both encoding paths: ``encode_sparse`` passes a timestamp
+        with ``math`` functions, ``encode_sparse_many`` a batch with numpy ones
+        (``%`` on an array is ``np.mod``, which rounds like Python's ``%``).
+        """
+        out: list[_F] = []
+        if self._bias:
+            out.append(one)
+        if self._time:
+            t = local(source)
+            day = _TWO_PI * (t % _SECONDS_PER_DAY) / _SECONDS_PER_DAY
+            week = _TWO_PI * ((t / _SECONDS_PER_DAY + 3.0) % 7.0) / 7.0  # 1970-01-01: Thu
+            out += (sin(day), cos(day), sin(week), cos(week))
+        return out
+
+    def _local_many(self, xs: Sequence[InteractionData]) -> NDArray[np.float64]:
+        return self._clock.local_many(_timestamps(xs))
 
     # -- public encoding ----------------------------------------------------------
 
@@ -586,15 +618,13 @@ class HashedFeatureEncoder:
     ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         """``(indices, values)`` for one interaction; indices int32, sorted, unique."""
         it = interaction
-        indices: list[int] = []
-        values: list[float] = []
-        if self._bias:
-            indices.append(0)
-            values.append(1.0)
-        if self._time:
-            start = int(self._bias)
-            indices.extend(range(start, start + 4))
-            values.extend(self._time_values(it.timestamp))
+        indices: list[int]
+        values: list[float]
+        if self._dense_cols:
+            indices = list(self._dense_cols)
+            values = self._dense_values(it.timestamp, self._clock.local, math.sin, math.cos, 1.0)
+        else:  # no call at all: this path runs per request
+            indices, values = [], []
         if self._numeric_keys:
             for col, value in self._numeric(it):
                 indices.append(col)
@@ -651,19 +681,11 @@ class HashedFeatureEncoder:
         col_parts: list[NDArray[np.int64]] = []
         val_parts: list[NDArray[np.float64]] = []
         arange = np.arange(n, dtype=np.int64)
-        if self._bias:
+        dense = self._dense_values(xs, self._local_many, np.sin, np.cos, np.ones(n))
+        for col, values in zip(self._dense_cols, dense, strict=True):
             row_parts.append(arange)
-            col_parts.append(np.zeros(n, dtype=np.int64))
-            val_parts.append(np.ones(n))
-        if self._time:
-            local = self._clock.local_many(_timestamps(xs))
-            day = _TWO_PI * np.mod(local, _SECONDS_PER_DAY) / _SECONDS_PER_DAY
-            week = _TWO_PI * np.mod(local / _SECONDS_PER_DAY + 3.0, 7.0) / 7.0
-            start = int(self._bias)
-            for j, values in enumerate((np.sin(day), np.cos(day), np.sin(week), np.cos(week))):
-                row_parts.append(arange)
-                col_parts.append(np.full(n, start + j, dtype=np.int64))
-                val_parts.append(values)
+            col_parts.append(np.full(n, col, dtype=np.int64))
+            val_parts.append(values)
         if num_rows:
             row_parts.append(np.array(num_rows, dtype=np.int64))
             col_parts.append(np.array(num_cols, dtype=np.int64))
