@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         title = "Open Bandit sample (30,000 real ZOZOTOWN impressions, CC BY 4.0)"
         engine = Engine(features=features, seed=args.seed, log_every=0)
     with engine:
-        run = progressive_val_score(
+        result = progressive_val_score(
             engine,
             interactions,
             loss="bce",
@@ -112,17 +112,18 @@ def run(args: argparse.Namespace) -> int:
         stats = engine.stats()
         checkpoint = out / "checkpoint.safetensors"
         engine.save(checkpoint)
-    scores = run.scores
-    clicks = int(run.targets.sum())
+    scores = result.scores
+    clicks = int(result.targets.sum())
     print(f"livelearn demo: {title}")
     print(line("model", engine_summary(engine)))
     if args.simulate:
         print(line("", "(hashed one-hot features: 4 dense inputs cannot tell 200 users apart)"))
-    rate = run.events_per_second
+    rate = result.events_per_second
     print(
         line(
             "events",
-            f"{run.events:,} in timestamp order in {run.seconds:.2f} s ({rate:,.0f} events/s)",
+            f"{result.events:,} in timestamp order in {result.seconds:.2f} s "
+            f"({rate:,.0f} events/s)",
         )
     )
     print(
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             f"{stats.steps:,} trained, {stats.skipped:,} skipped, {stats.rejected:,} rejected",
         )
     )
-    share = 100.0 * clicks / max(1, len(run.targets))
+    share = 100.0 * clicks / max(1, len(result.targets))
     print(line("clicks", f"{clicks:,} ({share:.2f} %)"))
     base_name = "base rate (running mean, predicted before each label)"
     if args.simulate:
@@ -170,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
     png = out / "loss_curve.png"
     curves = {"model": scores.model_curve, "base rate (running mean)": scores.baseline_curve}
     if probabilities is not None:
-        chosen = probabilities[run.positions]
-        curves["Bayes-optimal (true probabilities)"] = log_losses(run.targets, chosen)
+        chosen = probabilities[result.positions]
+        curves["Bayes-optimal (true probabilities)"] = log_losses(result.targets, chosen)
     plotted = plot_curves(png, curves, f"livelearn demo: {title}", "log loss")
     if plotted:
         print(line("loss curve", str(png)))
@@ -179,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
         print(line("loss curve", f"not drawn: matplotlib is missing ({PLOT_HINT})"))
     report = {
         "dataset": "simulated" if args.simulate else "open_bandit_sample",
-        "events": run.events,
-        "seconds": run.seconds,
+        "events": result.events,
+        "seconds": result.seconds,
         "events_per_second": rate,
         "steps": stats.steps,
         "skipped": stats.skipped,

@@ -202,7 +202,7 @@ def _replay_with(
         if checkpoint is not None:
             engine.save(checkpoint)
 
-    run = progressive_val_score(
+    result = progressive_val_score(
         engine,
         interactions,
         progress=show_progress(args.progress),
@@ -212,15 +212,15 @@ def _replay_with(
     )
     stats = engine.stats()
     save()
-    scores = run.scores
-    rate = run.events_per_second
-    rejected_lines = [(lines[i], reason) for i, reason in run.rejections]
+    scores = result.scores
+    rate = result.events_per_second
+    rejected_lines = [(lines[i], reason) for i, reason in result.rejections]
     print(f"livelearn replay: {args.file} ({log.format}, {log.rows:,} rows)")
     print(line("model", engine_summary(engine)))
     print(
         line(
             "events",
-            f"{run.events:,} replayed in {run.seconds:.2f} s ({rate:,.0f} events/s)"
+            f"{result.events:,} replayed in {result.seconds:.2f} s ({rate:,.0f} events/s)"
             + ("" if args.no_sort else ", in timestamp order"),
         )
     )
@@ -234,8 +234,8 @@ def _replay_with(
     print(
         line(
             "steps",
-            f"{run.trained:,} trained, {run.skipped:,} skipped, "
-            f"{run.rejected:,} rejected, {run.failed:,} failed "
+            f"{result.trained:,} trained, {result.skipped:,} skipped, "
+            f"{result.rejected:,} rejected, {result.failed:,} failed "
             f"(engine total {stats.steps:,})",
         )
     )
@@ -280,13 +280,13 @@ def _replay_with(
                     {"line": e.line, "message": e.message} for e in log.errors[:100]
                 ],
                 "already_learned": skipped_seen,
-                "events": run.events,
-                "seconds": run.seconds,
+                "events": result.events,
+                "seconds": result.seconds,
                 "events_per_second": rate,
-                "trained": run.trained,
-                "skipped": run.skipped,
-                "rejected": run.rejected,
-                "failed": run.failed,
+                "trained": result.trained,
+                "skipped": result.skipped,
+                "rejected": result.rejected,
+                "failed": result.failed,
                 "rejected_rows": [{"line": ln, "reason": r} for ln, r in rejected_lines[:100]],
                 "metric": scores.metric,
                 "model": scores.model,
