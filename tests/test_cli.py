@@ -18,6 +18,7 @@ import livelearn
 from livelearn import Engine, Network
 from livelearn.cli import main
 from livelearn.datasets import simulate_interactions
+from livelearn.evaluate import progressive_val_score
 from livelearn.logfiles import Columns, read_log
 
 # The folder holding the livelearn package under test (source tree or site-packages).
@@ -167,6 +168,32 @@ def test_demo_without_matplotlib(tmp_path: Path) -> None:
     assert "pip install 'livelearn[plot]'" in result.stdout
     assert not (tmp_path / "d" / "loss_curve.png").exists()
     assert (tmp_path / "d" / "checkpoint.safetensors").exists()
+
+
+def test_replay_report_is_the_library_evaluation(
+    tmp_path: Path, logs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command is a thin layer over livelearn.evaluate: its report holds what
+    progressive_val_score says about the same engine and the same sorted events."""
+    report_path = tmp_path / "report.json"
+    args = ["replay", str(logs["csv"]), *CSV_COLUMNS, "--label-col", "clicked"]
+    assert main([*args, "--report", str(report_path)]) == 0
+    capsys.readouterr()
+    report = json.loads(report_path.read_text())
+    columns = Columns(
+        action="event", time="when", user="visitor", label="clicked", context=("device", "position")
+    )
+    events = sorted(read_log(logs["csv"], columns).interactions, key=lambda it: it.timestamp)
+    engine = Engine(hidden_layers=(16, 8), learning_rate=0.05, seed=0, log_every=0)
+    with engine:
+        result = progressive_val_score(engine, events)
+    assert report["events"] == result.events == 1200
+    for key in ("trained", "skipped", "rejected", "failed"):
+        assert report[key] == getattr(result, key)
+    assert report["metric"] == result.scores.metric == "log loss"
+    # The baseline depends on the labels only, so both runs must agree exactly.
+    assert report["running_base_rate"] == result.scores.baseline
+    assert report["base_rate_roc_auc"] == result.scores.baseline_auc
 
 
 # ----------------------------------------------------------------- replay

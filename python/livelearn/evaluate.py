@@ -32,9 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from livelearn.engine import Engine
-from livelearn.errors import InvalidInteraction
-from livelearn.interaction import InteractionData
+from livelearn import Engine, InteractionData, InvalidInteraction, StepStatus
 from livelearn.metrics_offline import (
     log_losses,
     roc_auc,
@@ -42,7 +40,6 @@ from livelearn.metrics_offline import (
     running_mean,
     squared_errors,
 )
-from livelearn.results import StepStatus
 
 __all__ = ["ProgressiveResult", "Scores", "progressive_val_score", "score_predictions"]
 
