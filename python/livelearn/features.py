@@ -119,8 +119,10 @@ class _Clock:
         return np.fromiter((local(t) for t in ts.tolist()), np.float64, len(ts))
 
 
-def _time_of_day(local: float) -> float:
-    return min((local % _SECONDS_PER_DAY) / _SECONDS_PER_DAY, _BELOW_ONE)
+def _time_of_day(local: _F, minimum: Callable[[_F, float], _F]) -> _F:
+    """FeatureEncoder's input 1 for local POSIX seconds: ``min`` for one value,
+    ``np.minimum`` for a batch (one formula for ``encode`` and ``encode_many``)."""
+    return minimum((local % _SECONDS_PER_DAY) / _SECONDS_PER_DAY, _BELOW_ONE)
 
 
 def _timestamps(xs: Sequence[InteractionData]) -> NDArray[np.float64]:
@@ -226,7 +228,7 @@ class FeatureEncoder:
         return np.array(
             [
                 self._action_hash(it.action_type),
-                _time_of_day(self._clock.local(it.timestamp)),
+                _time_of_day(self._clock.local(it.timestamp), min),
                 self._user_hash(it.user_id),
                 1.0 if it.context else 0.0,
             ],
@@ -248,7 +250,7 @@ class FeatureEncoder:
         user_hash = self._user_hash
         out[:, 0] = [action_hash(it.action_type) for it in xs]
         local = self._clock.local_many(_timestamps(xs))
-        out[:, 1] = np.minimum(np.mod(local, _SECONDS_PER_DAY) / _SECONDS_PER_DAY, _BELOW_ONE)
+        out[:, 1] = _time_of_day(local, np.minimum)
         out[:, 2] = [user_hash(it.user_id) for it in xs]
         out[:, 3] = [1.0 if it.context else 0.0 for it in xs]
         return out
