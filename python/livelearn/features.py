@@ -371,6 +371,7 @@ class HashedFeatureEncoder:
         "_crosses",
         "_ctx_cols",
         "_dense_cols",
+        "_dense_fixed",
         "_k",
         "_n_buckets",
         "_numeric_keys",
@@ -391,6 +392,7 @@ class HashedFeatureEncoder:
     _crosses: tuple[tuple[str, str], ...]
     _clock: _Clock
     _dense_cols: tuple[int, ...]
+    _dense_fixed: tuple[float, ...] | None
     _k: int
 
     _PARAMS = frozenset(
@@ -448,6 +450,10 @@ class HashedFeatureEncoder:
         # buckets [k, k + n_buckets) (_hashed).
         self._dense_cols = tuple(range(int(self._bias) + 4 * int(self._time)))
         self._k = len(self._dense_cols) + len(self._numeric_keys)
+        # Without time slots the dense values never change: the one-row path copies them.
+        self._dense_fixed = (
+            None if self._time else tuple(self._dense_values(0.0, float, math.sin, math.cos, 1.0))
+        )
         if not (
             self._k
             or self._action
@@ -620,13 +626,13 @@ class HashedFeatureEncoder:
     ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         """``(indices, values)`` for one interaction; indices int32, sorted, unique."""
         it = interaction
-        indices: list[int]
-        values: list[float]
-        if self._dense_cols:
-            indices = list(self._dense_cols)
-            values = self._dense_values(it.timestamp, self._clock.local, math.sin, math.cos, 1.0)
-        else:  # no call at all: this path runs per request
-            indices, values = [], []
+        indices = [*self._dense_cols]
+        fixed = self._dense_fixed
+        values = (
+            [*fixed]  # no call: this path runs per request
+            if fixed is not None
+            else self._dense_values(it.timestamp, self._clock.local, math.sin, math.cos, 1.0)
+        )
         if self._numeric_keys:
             for col, value in self._numeric(it):
                 indices.append(col)
