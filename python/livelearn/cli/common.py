@@ -39,7 +39,16 @@ def show_progress(forced: bool) -> bool:
 
 # --------------------------------------------------------------------------- options
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
+    """argparse type: a finite number > 0.
+
+    Example:
+        >>> positive_float("0.05")
+        0.05
+        >>> positive_float("inf")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: must be a finite number > 0, got 'inf'
+    """
     try:
         value = float(text)
     except ValueError:
@@ -64,7 +73,16 @@ class LabelCol(argparse.Action):
 
 
 def add_columns(p: argparse.ArgumentParser, *, with_strict: bool = True) -> None:
-    """The options naming a log's columns (and ``--strict``), shared by replay and predict."""
+    """The options naming a log's columns (and ``--strict``), shared by replay and predict.
+
+    Example:
+        >>> p = Parser(prog="x")
+        >>> add_columns(p)
+        >>> args = p.parse_args(["--user-col", "visitor", "--context-cols", "device, page"])
+        >>> cols = log_columns(args, label_required=args.label_col_given)
+        >>> cols.user, cols.context, cols.label_required
+        ('visitor', ('device', 'page'), False)
+    """
     g = p.add_argument_group("columns")
     g.add_argument(
         "--format",
@@ -166,12 +184,22 @@ def report_bad_rows(log: LogRows, stream: IO[str], show: int = 5) -> None:
 
 # --------------------------------------------------------------------------- report
 def num(value: float | None, digits: int = 4) -> str:
-    """``value`` with ``digits`` decimals, ``n/a`` for None."""
+    """``value`` with ``digits`` decimals, ``n/a`` for None.
+
+    Example:
+        >>> num(0.123456), num(0.5, 3), num(None)
+        ('0.1235', '0.500', 'n/a')
+    """
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def when(seconds: float | None) -> str:
-    """POSIX seconds as an ISO 8601 UTC time (``...Z``), ``n/a`` for None."""
+    """POSIX seconds as an ISO 8601 UTC time (``...Z``), ``n/a`` for None.
+
+    Example:
+        >>> when(1700000000.5)
+        '2023-11-14T22:13:20.500000Z'
+    """
     if seconds is None:
         return "n/a"
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
@@ -188,7 +216,12 @@ def size(path: Path) -> str:
 
 
 def line(label: str, text: str) -> str:
-    """One report line: ``text`` after a 13-column ``label``."""
+    """One report line: ``text`` after a 13-column ``label``.
+
+    Example:
+        >>> line("steps", "10 trained")
+        '  steps        10 trained'
+    """
     return f"  {label:<13}{text}"
 
 
@@ -199,7 +232,13 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def engine_summary(engine: Engine) -> str:
-    """One line naming the engine's network settings and its feature encoder."""
+    """One line naming the engine's network settings and its feature encoder.
+
+    Example:
+        >>> from livelearn import Engine
+        >>> print(engine_summary(Engine()))  # doctest: +ELLIPSIS
+        Engine(hidden_layers=(16, 8), optimizer='sgd', ..., loss='bce'), FeatureEncoder, 4 inputs
+    """
     c = engine.config
     enc = engine.features
     lr = engine.network.get_config()["learning_rate"]
