@@ -8,6 +8,7 @@ is not available.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import math
 import sys
@@ -389,7 +390,7 @@ def test_simulator_is_fast_enough() -> None:
     failed on a busy machine (21 s beside one CPU-bound process)."""
     simulate_interactions(100)  # imports and first-call caches stay out of the counts
     sizes = (5_000, 10_000, 20_000)
-    calls = [_python_calls(lambda n=n: simulate_interactions(n)) for n in sizes]
+    calls = [_python_calls(functools.partial(simulate_interactions, n)) for n in sizes]
     first, second = calls[1] - calls[0], calls[2] - calls[1]
     per_event = first / (sizes[1] - sizes[0])
     # Linear: events 10k-20k cost twice what events 5k-10k did (no per-event
