@@ -498,18 +498,23 @@ def test_save_while_two_threads_train(tmp_path: Path) -> None:
         log_every=0,
     ).initialize()
     stop = threading.Event()
+    trained = threading.Event()
     data = stream(2000)
 
     def producer(offset: int) -> None:
         i = offset
         while not stop.is_set():
             engine.train_step(data[i % len(data)]).result()
+            trained.set()
             i += 2
 
     threads = [threading.Thread(target=producer, args=(k,)) for k in range(2)]
     for t in threads:
         t.start()
     try:
+        # Saves start once training has: every snapshot then has steps > 0,
+        # however slowly a busy machine schedules the producers.
+        assert trained.wait(60), "the producers never trained a step"
         seen = []
         for k in range(8):
             time.sleep(0.02)

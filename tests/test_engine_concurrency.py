@@ -579,7 +579,7 @@ def test_train_step_racing_close_never_loses_a_future() -> None:
     except EngineClosed:
         return  # refusing the step is a correct outcome too
     # Resolved (trained, or an exception) -- not pending forever.
-    future.exception(timeout=2.0)
+    future.exception(timeout=WAIT)
 
 
 def test_train_step_from_a_done_callback_with_a_full_queue() -> None:
@@ -601,7 +601,7 @@ def test_train_step_from_a_done_callback_with_a_full_queue() -> None:
         engine.train_step(item(1))  # fills the queue
         held.add_done_callback(chain)
         gate.release()
-        assert finished.wait(2.0), "dispatcher deadlocked in its own done callback"
+        assert finished.wait(WAIT), "dispatcher deadlocked in its own done callback"
         if "future" in box:
             assert box["future"].result(WAIT).trained
         else:  # refusing with a clear error would be fine too

@@ -179,10 +179,10 @@ CALLBACK_SAVE = (
         done.set()
     held.add_done_callback(save_from_callback)  # runs in the dispatcher thread
     gate_out.set()
-    outcome["callback_finished"] = done.wait(3)  # a save takes milliseconds
+    outcome["callback_finished"] = done.wait(30)  # a save takes milliseconds: only a hang fails
     if outcome["callback_finished"]:
         later = engine.train_step(InteractionData("click", 2.0, "u"))
-        outcome["later_step"] = later.result(timeout=10).status.value
+        outcome["later_step"] = later.result(timeout=15).status.value
         engine.close()
     print(json.dumps(outcome), flush=True)
     os._exit(0)  # a deadlocked dispatcher must not block the interpreter's exit
@@ -213,9 +213,9 @@ FORK = """
         # No faulthandler timer here: its watchdog thread did not survive the fork.
         # A deadlock, even inside native code, ends with SIGALRM's default action.
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(10)
+        signal.alarm(30)
         out = {}
-        _, not_done = wait(inherited, timeout=2)
+        _, not_done = wait(inherited, timeout=10)
         out["inherited_unresolved"] = len(not_done)
         try:
             out["stats"] = engine.stats().interactions >= 0 and "ok"
@@ -232,7 +232,7 @@ FORK = """
             except Exception as exc:
                 out[name] = describe(exc)
                 continue
-            done, not_done = wait(futures, timeout=2)
+            done, not_done = wait(futures, timeout=10)
             if not_done:
                 out[name] = "never resolved"
                 break  # one hang is enough; keep the test short
@@ -255,7 +255,7 @@ FORK = """
             os.close(r)
             child(engine, inherited, items[1], w)
         os.close(w)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 40  # past the child's alarm
         status = None
         while time.monotonic() < deadline:
             done_pid, status = os.waitpid(pid, os.WNOHANG)
@@ -265,7 +265,7 @@ FORK = """
         else:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            status = "killed: hung for 15 s"
+            status = "killed: hung for 40 s"
         data = b""
         while select.select([r], [], [], 0)[0]:
             chunk = os.read(r, 65536)
@@ -335,7 +335,7 @@ FORK_FROM_CALLBACK = (
         done.set()
     held.add_done_callback(fork_from_callback)  # runs in the dispatcher thread
     gate_out.set()
-    outcome["callback_finished"] = done.wait(3)  # a fork takes milliseconds
+    outcome["callback_finished"] = done.wait(30)  # a fork takes milliseconds: only a hang fails
     print(json.dumps(outcome), flush=True)
     os._exit(0)
 """
@@ -362,8 +362,8 @@ FORK_FROM_TARGET = """
         return 1.0
     engine = Engine(targets=target, log_every=0).initialize()
     first = engine.train_step(InteractionData("fork", 1.0, "u"))
-    status = first.result(timeout=10).status.value
-    later = engine.train_step(InteractionData("click", 2.0, "u")).result(timeout=10).status.value
+    status = first.result(timeout=30).status.value
+    later = engine.train_step(InteractionData("click", 2.0, "u")).result(timeout=15).status.value
     engine.close()
     print(json.dumps({"forked": bool(forked), "status": status, "later": later}), flush=True)
 """
