@@ -33,6 +33,7 @@ from livelearn.datasets import SimulatedStream, simulate_interactions
 from livelearn.distributed import (
     Coordinator,
     InProcessTransport,
+    MergeRule,
     ModelAverager,
     SyncReply,
     Transport,
@@ -289,16 +290,20 @@ def test_coordinator_retried_push_is_not_merged_twice() -> None:
         (lambda d: d.update({"layers.0.bias": np.full(4, np.nan)}), "NaN"),
     ],
 )
+@pytest.mark.parametrize("merge", ["delta", "fedavg"])
 def test_coordinator_rejects_bad_deltas_without_change(
-    mutate: Callable[[dict[str, Any]], Any], message: str
+    mutate: Callable[[dict[str, Any]], Any], message: str, merge: MergeRule
 ) -> None:
-    coordinator = Coordinator(linear(), merge="delta")
+    """Checked by the native apply_delta in both rules (for "fedavg", whose pushes
+    are only buffered, before the push is taken)."""
+    coordinator = Coordinator(linear(), merge=merge, round_size=2)
     g0 = coordinator.pull("a").params
     delta: dict[str, Any] = ones_like(g0, 1.0)
     mutate(delta)
     with pytest.raises(ValueError, match=message):
         coordinator.push(delta, 1, "a", 1)
-    assert coordinator.stats().version == 0 and coordinator.pull("a").last_seq == 0
+    stats = coordinator.stats()
+    assert stats.version == 0 and stats.buffered == 0 and coordinator.pull("a").last_seq == 0
     assert_params_close(coordinator.network.parameters(), g0, atol=0)
 
 
@@ -314,6 +319,15 @@ def test_coordinator_argument_validation() -> None:
         Coordinator(linear(), round_size=0)
     with pytest.raises(ValueError, match="checkpoint_path"):
         Coordinator(linear(), checkpoint_every=5)
+    # The same rules as Engine(checkpoint_interval=...) (livelearn.validation).
+    for bad_interval in (0.0, -1.0, float("inf"), float("nan"), True, "10"):
+        with pytest.raises(ValueError, match="checkpoint_interval"):
+            Coordinator(linear(), checkpoint_path="x", checkpoint_interval=bad_interval)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="checkpoint_interval"):
+            Engine(checkpoint_path="x", checkpoint_interval=bad_interval)  # type: ignore[arg-type]
+    for bad_every in (0, True, 2.0):
+        with pytest.raises(ValueError, match="checkpoint_every"):
+            Coordinator(linear(), checkpoint_path="x", checkpoint_every=bad_every)  # type: ignore[arg-type]
     c = Coordinator(linear())
     g = c.pull("a").params
     with pytest.raises(ValueError, match="steps"):

@@ -21,11 +21,13 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from livelearn import persistence
+from livelearn.autosave import AutoSaver
 from livelearn.errors import EngineClosed, EngineNotInitialized, EngineOverloaded
 from livelearn.features import Encoder, FeatureEncoder
 from livelearn.futures import StepFuture, resolve_all
@@ -34,9 +36,6 @@ from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.network import STATUS_NAMES, Network
 from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
 from livelearn.targets import TargetFn, TargetMapper, TargetValue
-
-if TYPE_CHECKING:
-    from livelearn.checkpoint import AutoSaver
 
 __all__ = ["Engine", "OverloadPolicy"]
 
@@ -326,8 +325,6 @@ class Engine:
         _ALL.add(self)
         self._autosave: AutoSaver | None = None  # None: no cost on the hot path
         if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
-            from livelearn.checkpoint import AutoSaver
-
             self._autosave = AutoSaver(checkpoint_path, checkpoint_every, checkpoint_interval)
 
     # ------------------------------------------------------------------ lifecycle
@@ -611,7 +608,7 @@ class Engine:
         finally:
             inflight.pop(me, None)
         if self._autosave is not None:
-            self._autosave.maybe_save(self)
+            self._autosave.maybe_save(self.stats().steps, self.save)
         if self._blocked_producers:
             with self._room:
                 self._room.notify_all()
@@ -799,9 +796,7 @@ class Engine:
         boundary and holds the dispatcher only for the copy.
         See :mod:`livelearn.checkpoint` for the format.
         """
-        from livelearn.checkpoint import save_engine
-
-        save_engine(self, path)
+        persistence.save_engine(self, path)
 
     @classmethod
     def load(
@@ -818,9 +813,7 @@ class Engine:
         :class:`~livelearn.checkpoint.CheckpointError` for any damaged or
         foreign file; nothing half-loaded is ever returned.
         """
-        from livelearn.checkpoint import load_engine
-
-        return load_engine(path, targets=targets, initialize=initialize)
+        return persistence.load_engine(path, cls, targets=targets, initialize=initialize)
 
     def export_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """A consistent snapshot: tensors (network state, history) and metadata
@@ -887,6 +880,8 @@ class Engine:
             pending = self._peek_submitted() - self._resolved
             self._submitted = itertools.count(done + pending)
             self._resolved = done
+            if self._autosave is not None:  # the next periodic save counts from here
+                self._autosave.mark_saved(c.trained)
 
     # ------------------------------------------------------------------ read side
     def predict(self, interaction: InteractionData) -> float | NDArray[np.float32]:
