@@ -571,7 +571,7 @@ class _CloseBeforeAppend(deque):  # type: ignore[type-arg]
 def test_train_step_racing_close_never_loses_a_future() -> None:
     engine = Engine(targets=TARGETS)
     racy = _CloseBeforeAppend()
-    engine._queue = racy  # before initialize(): the dispatcher captures this queue
+    engine._queue.items = racy  # before initialize(): the dispatcher captures this deque
     engine.initialize()
     racy.engine = engine
     try:
