@@ -7,7 +7,7 @@ frame on the hot path); this module adds configuration export and ``repr``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,11 +15,68 @@ from numpy.typing import NDArray
 
 from livelearn import _core
 
+__all__ = ["STATUS_NAMES", "Network", "StepRejected", "network_config", "output_for"]
+
 StepRejected = _core.StepRejected
 STATUS_NAMES: tuple[str, ...] = tuple(_core.STATUS_NAMES)
 """The name of every status code of ``train_batch_detailed``, indexed by code:
 ``0`` trained, ``1`` non-finite input, ``2`` non-finite loss, ``3`` non-finite
 gradient or update, ``4`` target outside [0, 1] for bce."""
+
+
+def output_for(loss: str) -> str:
+    """The output layer a loss needs: ``"sigmoid"`` for ``"bce"`` (its target is a
+    probability, computed from the logits), ``"identity"`` for anything else.
+
+    Example:
+        >>> output_for("bce"), output_for("mse")
+        ('sigmoid', 'identity')
+    """
+    return "sigmoid" if loss == "bce" else "identity"
+
+
+def network_config(
+    n_inputs: int,
+    hidden_layers: Sequence[int],
+    n_outputs: int,
+    *,
+    activation: str = "tanh",
+    loss: str = "bce",
+    optimizer: str = "sgd",
+    learning_rate: float = 0.05,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The :class:`Network` constructor arguments for a model built from engine or
+    adapter arguments: ``layers`` is ``[n_inputs, *hidden_layers, n_outputs]`` and
+    the output layer follows the loss (:func:`output_for`).
+
+    The one place that turns ``Engine``/River/scikit-learn arguments into a
+    network configuration; the values are passed on as given (the native
+    constructor validates them), so ``Network(**network_config(...))`` is where
+    a bad argument is reported.
+
+    Example:
+        >>> config = network_config(4, (8,), 1, loss="mse", seed=3)
+        >>> config["layers"], config["output"]
+        ([4, 8, 1], 'identity')
+        >>> Network(**config).output
+        'identity'
+    """
+    return {
+        "layers": [n_inputs, *hidden_layers, n_outputs],
+        "activation": activation,
+        "output": output_for(loss),
+        "loss": loss,
+        "optimizer": optimizer,
+        "learning_rate": learning_rate,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "clip_norm": clip_norm,
+        "seed": seed,
+    }
 
 
 class Network(_core.Network):

@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import numbers
 import random
 from collections.abc import Hashable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -51,23 +50,13 @@ from livelearn._adapters import (
     network_state,
 )
 from livelearn.dict_features import DictHasher
-from livelearn.network import Network, StepRejected
+from livelearn.network import Network, StepRejected, network_config
+from livelearn.validation import check_optional_int, check_sizes
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
-
-
-def _check_hidden(hidden_layers: object) -> tuple[int, ...]:
-    if isinstance(hidden_layers, (str, bytes)) or not isinstance(hidden_layers, (tuple, list)):
-        raise ValueError(f"hidden_layers: must be a tuple of ints, got {hidden_layers!r}")
-    out: list[int] = []
-    for h in hidden_layers:
-        if isinstance(h, bool) or not isinstance(h, numbers.Integral) or int(h) < 1:
-            raise ValueError(f"hidden_layers: sizes must be ints >= 1, got {h!r}")
-        out.append(int(h))
-    return tuple(out)
 
 
 class _NetworkEstimator:
@@ -86,8 +75,7 @@ class _NetworkEstimator:
     _hasher: DictHasher
     _seed: int
 
-    _OUTPUT = "sigmoid"
-    _LOSS = "bce"
+    _LOSS = "bce"  # the output layer follows: network_config
 
     def _setup(
         self,
@@ -101,7 +89,7 @@ class _NetworkEstimator:
         n_features: int,
         seed: int | None,
     ) -> None:
-        self.hidden_layers = _check_hidden(hidden_layers)
+        self.hidden_layers = check_sizes("hidden_layers", hidden_layers)
         self.activation = activation
         self.optimizer = optimizer
         self.learning_rate = learning_rate
@@ -110,10 +98,7 @@ class _NetworkEstimator:
         self.clip_norm = clip_norm
         self.n_features = n_features
         self.seed = seed
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
-        ):
-            raise ValueError(f"seed: must be None or an int >= 0, got {seed!r}")
+        check_optional_int("seed", seed, low=0)
         # An unseeded model draws its seed once, so copies of it (deepcopy, pickle) agree.
         self._seed = random.randrange(2**31) if seed is None else int(seed)
         self._hasher = DictHasher(n_features)  # validates n_features
@@ -122,22 +107,19 @@ class _NetworkEstimator:
         self._net = None
 
     def _config(self, n_outputs: int, n_inputs: int | None = None) -> dict[str, Any]:
-        return {
-            "layers": [
-                self.n_features if n_inputs is None else n_inputs,
-                *self.hidden_layers,
-                n_outputs,
-            ],
-            "activation": self.activation,
-            "output": self._OUTPUT,
-            "loss": self._LOSS,
-            "optimizer": self.optimizer,
-            "learning_rate": self.learning_rate,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "clip_norm": self.clip_norm,
-            "seed": self._seed,
-        }
+        return network_config(
+            self.n_features if n_inputs is None else n_inputs,
+            self.hidden_layers,
+            n_outputs,
+            activation=self.activation,
+            loss=self._LOSS,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            clip_norm=self.clip_norm,
+            seed=self._seed,
+        )
 
     @property
     def network(self) -> Network | None:
@@ -421,7 +403,6 @@ class MLPRegressor(_NetworkEstimator, base.MiniBatchRegressor):
         True
     """
 
-    _OUTPUT = "identity"
     _LOSS = "mse"
 
     def __init__(

@@ -37,7 +37,6 @@ Example:
 # import of scikit-learn (Python 3 has no implicit relative imports).
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any, TypeAlias
@@ -61,7 +60,8 @@ from sklearn.utils.validation import (  # type: ignore[import-untyped,unused-ign
 )
 
 from livelearn._adapters import class_probabilities, network_from_state, network_state
-from livelearn.network import Network
+from livelearn.network import Network, network_config
+from livelearn.validation import check_choice, check_int, check_number, check_sizes
 
 __all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
 
@@ -93,17 +93,10 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     return {}
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
-        raise ValueError(f"{name}: must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
     """Shared parameters, training loop and pickling of the two estimators."""
 
-    _OUTPUT = "sigmoid"
-    _LOSS = "bce"
+    _LOSS = "bce"  # the output layer follows: network_config
 
     def __init__(
         self,
@@ -156,32 +149,24 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
     # -- network -------------------------------------------------------------------
 
     def _network_config(self, n_inputs: int, n_outputs: int, seed: int) -> dict[str, Any]:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = (int(sizes),)
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-            raise ValueError(f"hidden_layer_sizes: must be a tuple of ints, got {sizes!r}")
-        hidden = [_check_int("hidden_layer_sizes", h, 1) for h in sizes]
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation: must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
-            )
-        _check_int("max_iter", self.max_iter, 1)
-        _check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
-            raise ValueError(f"tol: must be a number >= 0, got {self.tol!r}")
-        return {
-            "layers": [n_inputs, *hidden, n_outputs],
-            "activation": _ACTIVATIONS[self.activation],
-            "output": self._OUTPUT,
-            "loss": self._LOSS,
-            "optimizer": self.optimizer,
-            "learning_rate": self.learning_rate,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "clip_norm": self.clip_norm,
-            "seed": seed,
-        }
+        hidden = check_sizes("hidden_layer_sizes", self.hidden_layer_sizes, allow_int=True)
+        activation = check_choice("activation", self.activation, sorted(_ACTIVATIONS))
+        check_int("max_iter", self.max_iter, low=1)
+        check_int("n_iter_no_change", self.n_iter_no_change, low=1)
+        check_number("tol", self.tol, low=0.0, finite=False)
+        return network_config(
+            n_inputs,
+            hidden,
+            n_outputs,
+            activation=_ACTIVATIONS[activation],
+            loss=self._LOSS,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            clip_norm=self.clip_norm,
+            seed=seed,
+        )
 
     def _start(self, n_outputs: int, rng: np.random.RandomState) -> None:
         """Build a fresh network and reset the training record."""
@@ -413,7 +398,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):  # type: ignore[misc,unused-ignore
         True
     """
 
-    _OUTPUT = "identity"
     _LOSS = "mse"
 
     def __sklearn_tags__(self) -> Any:
