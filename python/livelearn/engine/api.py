@@ -15,7 +15,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,9 +34,10 @@ from livelearn.features import Encoder, FeatureEncoder
 from livelearn.futures import StepFuture, resolve_all
 from livelearn.history import History
 from livelearn.interaction import InteractionData, InvalidInteraction
-from livelearn.network import Network
+from livelearn.network import Network, network_config
 from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
 from livelearn.targets import TargetFn, TargetMapper, TargetValue
+from livelearn.validation import check_choice, check_int, check_name, check_sizes
 
 if TYPE_CHECKING:
     from livelearn.checkpoint import AutoSaver
@@ -45,7 +46,6 @@ __all__ = ["Engine", "OverloadPolicy", "SubmitHook"]
 
 logger = logging.getLogger("livelearn")
 
-_POLICIES = POLICIES
 _FORKED_MESSAGE = FORKED_MESSAGE
 _SKIPPED_CLOSED = "skipped: the engine was closed before this step was queued"
 _SKIPPED_FORKED = (
@@ -61,16 +61,6 @@ _WORKERS_WARNING = (
 #: Called in the submitting thread with the Futures of one ``train_step`` or
 #: ``train_many`` call, right after they were queued (see :meth:`Engine.add_submit_hook`).
 SubmitHook = Callable[[Sequence[StepFuture[StepResult]]], None]
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: must be an int, got {type(value).__name__}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name}: must be {bound}, got {v}")
-    return v
 
 
 def _skip_futures(
@@ -167,17 +157,13 @@ class Engine:
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
     ) -> None:
-        if isinstance(hidden_layers, (str, bytes)) or not isinstance(hidden_layers, Sequence):
-            raise ValueError("hidden_layers: must be a sequence of ints such as (16, 8)")
-        hidden = tuple(_check_int("hidden_layers", h, 1) for h in hidden_layers)
-        self._history_size = _check_int("history_size", history_size, 0, 10_000_000)
-        self._log_every = _check_int("log_every", log_every, 0)
-        self._max_pending = _check_int("max_pending", max_pending, 1)
-        self._workers = _check_int("workers", workers, 1, 64)
-        self._batch_size = _check_int("batch_size", batch_size, 1, 1_000_000)
-        if overload not in _POLICIES:
-            raise ValueError(f"overload: must be one of {_POLICIES}, got {overload!r}")
-        self._overload: OverloadPolicy = overload
+        hidden = check_sizes("hidden_layers", hidden_layers)
+        self._history_size = check_int("history_size", history_size, 0, 10_000_000)
+        self._log_every = check_int("log_every", log_every, 0)
+        self._max_pending = check_int("max_pending", max_pending, 1)
+        self._workers = check_int("workers", workers, 1, 64)
+        self._batch_size = check_int("batch_size", batch_size, 1, 1_000_000)
+        self._overload = cast("OverloadPolicy", check_choice("overload", overload, POLICIES))
         self._encoder: Encoder = FeatureEncoder() if features is None else features
         for attr in ("n_inputs", "sparse", "encode"):
             if not hasattr(self._encoder, attr):
@@ -191,29 +177,25 @@ class Engine:
                 f"n_outputs: {n_outputs} does not match the targets' n_outputs={mapper.n_outputs}"
             )
         self._targets = mapper
-        for name, value, example in (
-            ("activation", activation, "tanh"),
-            ("loss", loss, "bce"),
-            ("optimizer", optimizer, "sgd"),
-        ):
-            # The native constructor would answer a non-str with pybind11's
-            # multi-line overload listing; unknown names it rejects itself.
-            if not isinstance(value, str) or not value.isascii():
-                raise ValueError(f"{name}: must be a name such as {example!r}, got {value!r}")
-        output = "sigmoid" if loss == "bce" else "identity"
+        # The native constructor would answer a non-str with pybind11's
+        # multi-line overload listing; unknown names it rejects itself.
+        check_name("activation", activation, "tanh")
+        check_name("loss", loss, "bce")
+        check_name("optimizer", optimizer, "sgd")
         # Building the network validates every optimizer argument now, not later.
-        self._network_config: dict[str, Any] = {
-            "layers": [self._encoder.n_inputs, *hidden, mapper.n_outputs],
-            "activation": activation,
-            "output": output,
-            "loss": loss,
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
-            "momentum": momentum,
-            "weight_decay": weight_decay,
-            "clip_norm": clip_norm,
-            "seed": seed,
-        }
+        self._network_config: dict[str, Any] = network_config(
+            self._encoder.n_inputs,
+            hidden,
+            mapper.n_outputs,
+            activation=activation,
+            loss=loss,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            clip_norm=clip_norm,
+            seed=seed,
+        )
         self._network = Network(**self._network_config)
         self._hidden_layers = hidden
         if self._workers > 1:
@@ -529,7 +511,7 @@ class Engine:
         counters = meta["counters"]
         names = ("trained", "skipped", "rejected", "failed")
         for name in names:
-            _check_int(f"counters.{name}", counters[name], 0)
+            check_int(f"counters.{name}", counters[name], 0)
         n_hist = len(hist.get("steps", ()))
         if n_hist > self._history_size:
             raise ValueError(
