@@ -128,11 +128,10 @@ class Ledger:
                 t_stamps = batch.timestamps[trained]
                 c.last_example_time = float(t_stamps[-1])
                 c.trained += n_trained
-                sparse = isinstance(features, tuple)
                 self.history.append_batch(
                     steps[trained],
-                    None if sparse else features[trained],  # type: ignore[index]
-                    sparse_rows(features, trained) if sparse else None,  # type: ignore[arg-type]
+                    None if isinstance(features, tuple) else features[trained],
+                    sparse_rows(features, trained) if isinstance(features, tuple) else None,
                     batch.targets[trained],
                     preds[trained],
                     t_losses,

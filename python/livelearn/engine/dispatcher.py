@@ -176,19 +176,15 @@ class Dispatcher:
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]:
         """One native call for the batch's rows: losses, predictions, status
         codes and each row's step number (0 when rejected). Call under train_lock."""
-        network = self.network
         features, Y = batch.features, batch.targets
+        # The core numbers each step under the network's lock, so the numbers
+        # stay right while other threads train engine.network directly.
         if isinstance(features, tuple):
             indptr, indices, values = features
-            losses, preds, status = network.train_batch_sparse_detailed(indptr, indices, values, Y)
-        else:
-            losses, preds, status = network.train_batch_detailed(features, Y)
-        trained = status == 0
-        n_trained = int(np.count_nonzero(trained))
-        steps = np.zeros(len(status), dtype=np.int64)
-        first_step = network.steps - n_trained + 1
-        steps[trained] = np.arange(first_step, first_step + n_trained, dtype=np.int64)
-        return losses, preds, status, steps
+            return self.network.train_batch_sparse_detailed(
+                indptr, indices, values, Y, return_steps=True
+            )
+        return self.network.train_batch_detailed(features, Y, return_steps=True)
 
     def _fail(self, batch: list[Entry], exc: BaseException) -> None:
         logger.error("%d step(s) failed: %s: %s", len(batch), type(exc).__name__, exc)
