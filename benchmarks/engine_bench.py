@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,13 +52,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 try:
     import livelearn
-    from livelearn import Engine, InteractionData, StepFuture, StepResult
+    from livelearn import Engine, HashedFeatureEncoder, InteractionData, StepFuture, StepResult
 except ImportError:  # a source checkout with the extension built in place
     sys.path.insert(0, str(ROOT / "python"))
     import livelearn
-    from livelearn import Engine, InteractionData, StepFuture, StepResult
+    from livelearn import Engine, HashedFeatureEncoder, InteractionData, StepFuture, StepResult
 
 RESULTS = ROOT / "benchmarks" / "results" / "engine.json"
+WORKERS_RESULTS = ROOT / "benchmarks" / "results" / "engine_workers.json"
 ACTION_TARGETS = {"click": 1.0, "purchase": 1.0, "like": 1.0, "view": 0.0, "skip": 0.0}
 T0 = 1_700_000_000.0
 
@@ -235,9 +237,9 @@ def throughput_train_step(
 
 
 def throughput_train_many(
-    pool: Sequence[InteractionData], events: int, chunk: int | None
+    pool: Sequence[InteractionData], events: int, chunk: int | None, **engine_kwargs: Any
 ) -> dict[str, Any]:
-    engine = new_engine()
+    engine = new_engine(**engine_kwargs)
     items = cycle(pool, events)
     futures: list[StepFuture[StepResult]] = []
     with GcMeter() as meter:
@@ -400,7 +402,7 @@ def profile_run(pool: Sequence[InteractionData], events: int) -> dict[str, str]:
     """cProfile of the dispatcher thread and of the producer (1 producer)."""
     engine = Engine(targets=ACTION_TARGETS)
     dispatcher = cProfile.Profile()
-    run_batch = engine._run_batch  # instance attribute wins: the dispatcher calls this
+    run_batch = engine._dispatcher.run_batch  # an attribute: the dispatcher calls this
 
     def profiled() -> None:
         dispatcher.enable()
@@ -409,7 +411,7 @@ def profile_run(pool: Sequence[InteractionData], events: int) -> dict[str, str]:
         finally:
             dispatcher.disable()
 
-    engine._run_batch = profiled  # type: ignore[method-assign]
+    engine._dispatcher.run_batch = profiled
     engine.initialize()
     items = cycle(pool, events)
     producer = cProfile.Profile()
@@ -424,6 +426,33 @@ def profile_run(pool: Sequence[InteractionData], events: int) -> dict[str, str]:
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
         out[name] = buf.getvalue()
     return out
+
+
+def workers_comparison(pool: Sequence[InteractionData], events: int, repeat: int) -> dict[str, Any]:
+    """``Engine(features=HashedFeatureEncoder(), workers=w)``, ``train_many`` in
+    chunks of 1,000, for w = 1 and 2 alternately in the same run (so both see the
+    same machine load). ``ratio`` is best(workers=2) / best(workers=1): above 1,
+    a second dispatcher pays."""
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for _ in range(repeat):
+        for workers in (1, 2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # workers > 1 warns
+                runs[workers].append(
+                    throughput_train_many(
+                        pool, events, 1_000, features=HashedFeatureEncoder(), workers=workers
+                    )
+                )
+    one, two = best_of(runs[1]), best_of(runs[2])
+    return {
+        "encoder": "HashedFeatureEncoder()",
+        "workers_1": one,
+        "workers_2": two,
+        "ratio_workers_2_over_1": round(two["events_per_s"] / one["events_per_s"], 3),
+        "median_ratio": round(two["median_events_per_s"] / one["median_events_per_s"], 3),
+        "cpus": os.cpu_count(),
+        "load_average": load_average(),
+    }
 
 
 # ---------------------------------------------------------------------- driver
@@ -507,9 +536,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs (about 10 s)")
     parser.add_argument("--profile", action="store_true", help="also print cProfile tables")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output path")
+    parser.add_argument(
+        "--workers-only",
+        action="store_true",
+        help=f"only compare workers=1 and 2 on the hashed encoder ({WORKERS_RESULTS.name})",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     events = args.events or (100_000 if args.quick else 400_000)
     repeat = args.repeat or (1 if args.quick else 3)
+    if args.workers_only:
+        pool = make_pool(100_000)
+        comparison = workers_comparison(pool, events, max(repeat, 2))
+        comparison["command"] = " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        )
+        comparison["git"] = git_commit()
+        out = WORKERS_RESULTS if args.output == RESULTS else args.output
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(comparison, indent=2) + "\n")
+        print(
+            f"hashed encoder, train_many: workers=1 {comparison['workers_1']['all_events_per_s']}"
+            f" ev/s, workers=2 {comparison['workers_2']['all_events_per_s']} ev/s, ratio"
+            f" {comparison['ratio_workers_2_over_1']} (median {comparison['median_ratio']})"
+        )
+        print(f"written to {out}")
+        return 0
     rss_events = 200_000 if args.quick else 1_000_000
     latency_calls = 50_000 if args.quick else 200_000
     predict_calls = 10_000 if args.quick else 50_000

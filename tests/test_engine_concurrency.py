@@ -571,7 +571,7 @@ class _CloseBeforeAppend(deque):  # type: ignore[type-arg]
 def test_train_step_racing_close_never_loses_a_future() -> None:
     engine = Engine(targets=TARGETS)
     racy = _CloseBeforeAppend()
-    engine._queue = racy  # before initialize(): the dispatcher captures this queue
+    engine._queue.items = racy  # before initialize(): the dispatcher captures this deque
     engine.initialize()
     racy.engine = engine
     try:
@@ -624,3 +624,78 @@ def test_a_forgotten_engine_releases_its_dispatcher() -> None:
         leaked = ref()
         if leaked is not None:
             leaked.close()
+
+
+def test_workers_above_one_warn_and_keep_history_in_step_order(engines: EngineFactory) -> None:
+    with pytest.warns(RuntimeWarning, match="workers=2"):
+        engine = engines(workers=2, batch_size=4, history_size=2_000)
+    futures = engine.train_many(stream(1_500))
+    _, not_done = wait(futures, timeout=HARD_TIMEOUT)
+    assert not not_done
+    by_step = {f.result().step: f.result().loss for f in futures}
+    assert sorted(by_step) == list(range(1, 1_501))
+    history = engine.history
+    # Updates are applied one batch at a time: the history follows the step order,
+    # and each kept example is the one its Future reported.
+    assert [h.step for h in history] == list(range(1, 1_501))
+    assert all(h.loss == by_step[h.step] for h in history)
+
+
+def test_step_numbers_are_the_networks_while_it_is_trained_directly(
+    engines: EngineFactory,
+) -> None:
+    """The docs allow training ``engine.network`` directly: the engine's
+    StepResult.step values must still be each step's real number (from the
+    core, not reconstructed from ``network.steps`` after the batch)."""
+    engine = engines(batch_size=16, history_size=4_000)
+    network = engine.network
+    X = np.zeros((8, engine.features.n_inputs), dtype=np.float32)
+    Y = np.ones((8, engine.targets.n_outputs), dtype=np.float32)
+    direct: list[int] = []
+    stop = threading.Event()
+
+    def train_directly() -> None:
+        while not stop.is_set():
+            _, _, status, steps = network.train_batch_detailed(X, Y, return_steps=True)
+            assert not status.any()
+            direct.extend(steps.tolist())
+
+    trainer = threading.Thread(target=train_directly, daemon=True)
+    trainer.start()
+    try:
+        futures = [f for k in range(40) for f in engine.train_many(stream(50, start=50 * k))]
+        _, not_done = wait(futures, timeout=HARD_TIMEOUT)
+    finally:
+        stop.set()
+        trainer.join(HARD_TIMEOUT)
+    assert not not_done
+    mine = [f.result().step for f in futures]
+    assert all(isinstance(s, int) and s > 0 for s in mine)
+    everything = mine + direct
+    # Each step number is used exactly once, by the engine or by the other thread.
+    assert len(set(everything)) == len(everything)
+    assert sorted(everything) == list(range(1, network.steps + 1))
+    assert [h.step for h in engine.history] == sorted(mine)
+
+
+def test_step_numbers_survive_a_step_landing_right_after_a_batch(
+    engines: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic version of the test above: another thread's step lands
+    between the batch's native call and its bookkeeping."""
+    import livelearn.engine.api
+
+    real = livelearn.engine.api.Network
+
+    class Interleaved(real):  # type: ignore[misc, valid-type]
+        def train_batch_detailed(self, X: Any, Y: Any, **kwargs: Any) -> Any:
+            out = super().train_batch_detailed(X, Y, **kwargs)
+            super().train_batch_detailed(X[:1], Y[:1])  # "another thread" steps once
+            return out
+
+    monkeypatch.setattr(livelearn.engine.api, "Network", Interleaved)
+    engine = engines(batch_size=4)
+    futures = engine.train_many(stream(4))
+    steps = [f.result(WAIT).step for f in futures]
+    assert steps == [1, 2, 3, 4]  # the batch's own steps, not shifted by the 5th
+    assert engine.network.steps == 5

@@ -92,6 +92,7 @@ def test_one_engine_per_registry_and_argument_checks() -> None:
     with pytest.raises(ValueError, match="Duplicated"):
         register(second, registry, latency_sample_every=8)
     assert "train_step" not in vars(second)  # the failed registration left no hook
+    assert second._submit_hooks == []
     with pytest.raises(ValueError, match="latency_sample_every"):
         register(second, CollectorRegistry(), latency_sample_every=-1)
     with pytest.raises(ValueError, match="buckets"):
@@ -102,3 +103,19 @@ def test_docstring_examples() -> None:
     import livelearn.metrics
 
     assert doctest.testmod(livelearn.metrics).failed == 0
+
+
+def test_latency_histogram_times_train_many_submissions_too() -> None:
+    registry = CollectorRegistry()
+    with Engine(targets={"click": 1.0, "skip": 0.0}, log_every=0) as engine:
+        collector = register(engine, registry, latency_sample_every=4)
+        futures = engine.train_many(_events(10))  # steps 0, 4, 8
+        futures += [engine.train_step(event) for event in _events(6)]  # steps 10..15: 12
+        futures += engine.train_many(_events(5))  # steps 16..20: 16, 20
+        for future in futures:
+            future.result(timeout=30)
+    samples = _scrape(registry)
+    assert samples["livelearn_step_latency_seconds_count"] == 6.0
+    collector.unregister()
+    assert engine._submit_hooks == []  # the hook is gone, nothing else is installed
+    assert list(registry.collect()) == []

@@ -1113,3 +1113,42 @@ def test_sparse_rejection_changes_nothing():
     losses, _, status = net.train_batch_sparse_detailed([0, 1, 2], [5, 6], [INF, 1.0], [1.0, 0.0])
     assert list(status) == [1, 0] and np.isnan(losses[0]) and np.isfinite(losses[1])
     assert (net.steps, net.rejected_steps) == (2, 2)
+
+
+def test_detailed_batches_return_step_numbers_on_request():
+    net = Network(layers=[4, 8, 1], seed=0)
+    net.train_step(np.zeros(4, np.float32), 1.0)  # the counter starts at 1
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    X[2, 1] = np.nan
+    Y = np.array([1, 0, 1, 0, 1, 0], np.float32)
+    out = net.train_batch_detailed(X, Y, return_steps=True)
+    assert len(out) == 4
+    losses, preds, status, steps = out
+    assert steps.dtype == np.int64 and steps.shape == (6,)
+    assert steps.tolist() == [2, 3, 0, 4, 5, 6]
+    assert status.tolist() == [0, 0, 1, 0, 0, 0]
+    assert np.isnan(losses[2]) and preds.shape == (6, 1)
+
+    indptr, indices = np.array([0, 2, 3, 4]), np.array([0, 3, 1, 2], np.int32)
+    values = np.array([1.0, 2.0, np.inf, 0.5], np.float32)
+    *_, sparse_steps = net.train_batch_sparse_detailed(
+        indptr, indices, values, np.array([1, 0, 1], np.float32), return_steps=True
+    )
+    assert sparse_steps.dtype == np.int64
+    assert sparse_steps.tolist() == [7, 0, 8]
+    assert net.steps == 8
+
+
+def test_detailed_batches_keep_three_outputs_by_default():
+    net = Network(layers=[4, 8, 1], seed=0)
+    X, Y = np.zeros((3, 4), np.float32), np.zeros(3, np.float32)
+    assert len(net.train_batch_detailed(X, Y)) == 3
+    assert len(net.train_batch_detailed(X, Y, return_steps=False)) == 3
+    no_index = np.zeros(0, np.int32)
+    assert len(net.train_batch_sparse_detailed([0, 0, 0, 0], no_index, [], Y)) == 3
+    with pytest.raises(TypeError):
+        net.train_batch_detailed(X, Y, True)  # keyword-only
+    with pytest.raises(TypeError):
+        net.train_batch_detailed(X, Y, return_steps="yes")
+    empty = net.train_batch_detailed(np.zeros((0, 4), np.float32), [], return_steps=True)
+    assert empty[3].shape == (0,) and empty[3].dtype == np.int64

@@ -189,3 +189,57 @@ def test_concurrent_training_accounts_for_every_step():
     assert not errors, errors
     assert net.steps + net.rejected_steps == n_threads * rows
     assert net.rejected_steps == n_threads * rows // 100
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_concurrent_batches_report_each_step_number_once(sparse):
+    # Step numbers are read under the network's lock: with four threads
+    # interleaving rows, together they must name every step exactly once.
+    net = Network(layers=[4, 8, 1], learning_rate=0.01, seed=0)
+    n_threads, rows = 4, 3000
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(n_threads)
+
+    def work(i: int) -> None:
+        try:
+            rng = np.random.default_rng(i)
+            X = rng.normal(size=(rows, 4)).astype(np.float32)
+            X[::50, 0] = np.nan  # rejected rows report step 0
+            Y = (rng.random(rows) < 0.5).astype(np.float32)
+            start.wait()
+            for lo in range(0, rows, 500):
+                if sparse:
+                    indptr = np.arange(0, 4 * 500 + 1, 4)
+                    indices = np.tile(np.arange(4, dtype=np.int32), 500)
+                    out = net.train_batch_sparse_detailed(
+                        indptr,
+                        indices,
+                        X[lo : lo + 500].ravel(),
+                        Y[lo : lo + 500],
+                        return_steps=True,
+                    )
+                else:
+                    out = net.train_batch_detailed(
+                        X[lo : lo + 500], Y[lo : lo + 500], return_steps=True
+                    )
+                results.append((out[2], out[3]))
+        except BaseException as e:  # surfaced in the main thread
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not errors, errors
+    status = np.concatenate([s for s, _ in results])
+    steps = np.concatenate([st for _, st in results])
+    assert (status != 0).sum() == n_threads * (rows // 50)
+    assert (steps[status != 0] == 0).all()
+    trained = np.sort(steps[status == 0])
+    assert net.steps == n_threads * rows - n_threads * (rows // 50)
+    np.testing.assert_array_equal(trained, np.arange(1, net.steps + 1))
+    # Within one call the numbers only grow (the calls overlap, so not by 1).
+    for s, st in results:
+        assert (np.diff(st[s == 0]) > 0).all()

@@ -298,18 +298,25 @@ class PyNetwork {
                      "); the model is unchanged");
 }
 
-py::tuple detailed(std::size_t n, std::size_t k,
-                   const std::function<void(double*, float*, StepStatus*)>& run) {
+// (losses, predictions, statuses), plus each row's step number (int64, 0 for
+// a rejected row) when return_steps is set.
+py::tuple detailed(std::size_t n, std::size_t k, bool return_steps,
+                   const std::function<void(double*, float*, StepStatus*, std::uint64_t*)>& run) {
+  static_assert(sizeof(std::int64_t) == sizeof(std::uint64_t));
   py::array_t<double> losses(static_cast<py::ssize_t>(n));
   py::array_t<float> preds({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
   py::array_t<std::uint8_t> status(static_cast<py::ssize_t>(n));
+  py::array_t<std::int64_t> steps(static_cast<py::ssize_t>(return_steps ? n : 0));
   double* l = losses.mutable_data();
   float* p = preds.mutable_data();
   auto* s = reinterpret_cast<StepStatus*>(status.mutable_data());
+  // Step counters stay far below 2^63: the int64 array holds them unchanged.
+  auto* st = return_steps ? reinterpret_cast<std::uint64_t*>(steps.mutable_data()) : nullptr;
   {
     py::gil_scoped_release release;
-    run(l, p, s);
+    run(l, p, s, st);
   }
+  if (return_steps) return py::make_tuple(losses, preds, status, steps);
   return py::make_tuple(losses, preds, status);
 }
 
@@ -473,28 +480,31 @@ PYBIND11_MODULE(_core, m) {
           py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"))
       .def(
           "train_batch_detailed",
-          [](PyNetwork& self, py::handle X, py::handle Y) {
+          [](PyNetwork& self, py::handle X, py::handle Y, bool return_steps) {
             F32 xa = as_f32(X, "X");
             const auto n_in = static_cast<py::ssize_t>(self.n_in());
             expect_shape(xa, {-1, n_in}, "X");
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_out());
-            return detailed(n, self.n_out(), [&](double* l, float* p, StepStatus* s) {
-              self.trainer().train_batch(n, xa.data(), ya.data(), l, p, s);
-            });
+            return detailed(n, self.n_out(), return_steps,
+                            [&](double* l, float* p, StepStatus* s, std::uint64_t* st) {
+                              self.trainer().train_batch(n, xa.data(), ya.data(), l, p, s, st);
+                            });
           },
-          py::arg("X"), py::arg("Y"))
+          py::arg("X"), py::arg("Y"), py::kw_only(), py::arg("return_steps").noconvert() = false)
       .def(
           "train_batch_sparse_detailed",
           [](PyNetwork& self, py::handle indptr, py::handle indices, py::handle values,
-             py::handle Y) {
+             py::handle Y, bool return_steps) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_out());
-            return detailed(c.view.rows, self.n_out(), [&](double* l, float* p, StepStatus* s) {
-              self.trainer().train_batch_sparse(c.view, ya.data(), l, p, s);
-            });
+            return detailed(c.view.rows, self.n_out(), return_steps,
+                            [&](double* l, float* p, StepStatus* s, std::uint64_t* st) {
+                              self.trainer().train_batch_sparse(c.view, ya.data(), l, p, s, st);
+                            });
           },
-          py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"))
+          py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"), py::kw_only(),
+          py::arg("return_steps").noconvert() = false)
       .def(
           "predict",
           [](const PyNetwork& self, py::handle X) {

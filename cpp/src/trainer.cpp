@@ -51,13 +51,14 @@ StepResult Trainer::train_step_sparse(const std::int32_t* indices, const float* 
 }
 
 void Trainer::train_batch(std::size_t n, const float* X, const float* Y, double* losses,
-                          float* predictions, StepStatus* status) {
+                          float* predictions, StepStatus* status, std::uint64_t* steps) {
   const std::size_t in = net_.n_inputs(), k = net_.n_outputs();
   for (std::size_t r = 0; r < n; ++r) {
     StepResult res;
     {
       std::unique_lock lock(mutex_);  // per step: a reader waits for one step at most
       res = net_.train_step(X + r * in, Y + r * k, predictions ? predictions + r * k : nullptr);
+      if (steps) steps[r] = res.status == StepStatus::Trained ? net_.steps() : 0;
     }
     if (losses) losses[r] = res.status == StepStatus::Trained ? res.loss : kNaN;
     if (status) status[r] = res.status;
@@ -65,7 +66,7 @@ void Trainer::train_batch(std::size_t n, const float* X, const float* Y, double*
 }
 
 void Trainer::train_batch_sparse(const CsrView& csr, const float* Y, double* losses,
-                                 float* predictions, StepStatus* status) {
+                                 float* predictions, StepStatus* status, std::uint64_t* steps) {
   validate_csr(csr);
   const std::size_t k = net_.n_outputs();
   for (std::size_t r = 0; r < csr.rows; ++r) {
@@ -76,6 +77,7 @@ void Trainer::train_batch_sparse(const CsrView& csr, const float* Y, double* los
       res = net_.train_step_sparse(csr.indices + begin, csr.values + begin,
                                    static_cast<std::size_t>(end - begin), Y + r * k,
                                    predictions ? predictions + r * k : nullptr);
+      if (steps) steps[r] = res.status == StepStatus::Trained ? net_.steps() : 0;
     }
     if (losses) losses[r] = res.status == StepStatus::Trained ? res.loss : kNaN;
     if (status) status[r] = res.status;

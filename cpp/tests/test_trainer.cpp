@@ -193,6 +193,41 @@ TEST(TrainerStress, ConcurrentReadersDoNotChangeTraining) {
 }
 
 // train_batch is n train_step calls, bit for bit, including its outputs.
+// Each thread's batches report the step number of each of its rows: read
+// under the lock, so together the threads name every step exactly once.
+TEST(TrainerStress, ConcurrentBatchesReportEveryStepNumberOnce) {
+  Trainer t(small_config());
+  constexpr int kThreads = 4;
+  constexpr std::size_t kRows = 2000, kChunk = 250;
+  std::vector<std::vector<std::uint64_t>> steps(kThreads, std::vector<std::uint64_t>(kRows));
+  std::vector<std::vector<StepStatus>> status(kThreads, std::vector<StepStatus>(kRows));
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id) {
+    threads.emplace_back([&, id] {
+      const Stream s(id, kRows, 4, 40);
+      for (std::size_t lo = 0; lo < kRows; lo += kChunk) {
+        t.train_batch(kChunk, s.X.data() + lo * 4, s.Y.data() + lo, nullptr, nullptr,
+                      status[id].data() + lo, steps[id].data() + lo);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<std::uint64_t> trained;
+  for (int id = 0; id < kThreads; ++id) {
+    for (std::size_t r = 0; r < kRows; ++r) {
+      if (status[id][r] == StepStatus::Trained) {
+        trained.push_back(steps[id][r]);
+      } else {
+        EXPECT_EQ(steps[id][r], 0u) << "a rejected row reports step 0";
+      }
+    }
+  }
+  std::sort(trained.begin(), trained.end());
+  ASSERT_EQ(trained.size(), t.counters().steps);
+  ASSERT_EQ(trained.size(), kThreads * (kRows - kRows / 40));
+  for (std::size_t i = 0; i < trained.size(); ++i) ASSERT_EQ(trained[i], i + 1);
+}
+
 TEST(Trainer, BatchEqualsSequentialSteps) {
   const Stream s(3, 300, 4, 41);
   Trainer a(small_config()), b(small_config());

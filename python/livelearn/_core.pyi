@@ -1,6 +1,6 @@
 """Type stubs for the native module ``livelearn._core`` (see cpp/bindings/module.cpp)."""
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -37,12 +37,34 @@ class Network:
     def train_batch_sparse(
         self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike, Y: ArrayLike
     ) -> NDArray[np.float64]: ...
+    @overload
     def train_batch_detailed(
-        self, X: ArrayLike, Y: ArrayLike
+        self, X: ArrayLike, Y: ArrayLike, *, return_steps: Literal[False] = False
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8]]: ...
+    @overload
+    def train_batch_detailed(
+        self, X: ArrayLike, Y: ArrayLike, *, return_steps: Literal[True]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]: ...
+    @overload
     def train_batch_sparse_detailed(
-        self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike, Y: ArrayLike
+        self,
+        indptr: ArrayLike,
+        indices: ArrayLike,
+        values: ArrayLike,
+        Y: ArrayLike,
+        *,
+        return_steps: Literal[False] = False,
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8]]: ...
+    @overload
+    def train_batch_sparse_detailed(
+        self,
+        indptr: ArrayLike,
+        indices: ArrayLike,
+        values: ArrayLike,
+        Y: ArrayLike,
+        *,
+        return_steps: Literal[True],
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]: ...
     def predict(self, X: ArrayLike) -> NDArray[np.float32]: ...
     def predict_sparse(
         self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike

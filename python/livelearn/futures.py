@@ -7,6 +7,20 @@ than the training step) and ``set_result`` takes that lock once per Future.
 Futures share their engine's condition, so a whole batch is resolved under
 one lock acquisition and one ``notify_all``. Waiting methods loop until their
 own Future is done, since a shared condition also wakes them for others.
+
+Private CPython internals, measured as necessary: this module sets the
+attributes ``Future``'s own methods read (``_condition``, ``_state``,
+``_result``, ``_exception``, ``_waiters``, ``_done_callbacks``), imports the
+state names from ``concurrent.futures._base`` and calls ``_invoke_callbacks``.
+The public alternative (``Future()``, ``set_running_or_notify_cancel()``,
+``set_result()`` per step) was timed against this one with ``timeit`` (64
+Futures created and resolved per batch, best of 5 x 2,000 batches, Python
+3.11, the shared 2-core development machine under load, 2026-12-01):
+13.2 µs vs 1.8 µs and 23.3 µs vs 3.8 µs per Future in two runs -- the public
+path costs 6-7x more, more than the whole training step it stands for (about
+2.5 µs per event unloaded). ``tests/test_engine_concurrency.py`` holds
+``wait``, ``as_completed``, ``add_done_callback`` and ``asyncio.wrap_future``
+to this behaviour, so a CPython change that broke it would fail there.
 """
 
 from __future__ import annotations

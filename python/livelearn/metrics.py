@@ -22,18 +22,18 @@ metric                                 type     value
 
 Losses are ``NaN`` until the first trained step.
 
-The latency histogram needs a hook at submission, which the engine does not
-offer, so it is opt-in: with ``latency_sample_every=N`` :func:`register` shadows
-the engine's ``train_step`` (and so ``train_step_async``) with a thin wrapper
-that timestamps one submission in ``N`` and observes its latency from an
-``add_done_callback`` when the step resolves. The wrapper is a Python call on the
-hot path: measured with ``benchmarks/metrics_overhead.py`` on a shared 2-core
-development machine (4-16-8-1 network, default encoder, 100,000 ``train_step``
-calls, best of 5), submitting and training cost about 2.5 µs per event
-unregistered or with sampling off, 2.7 µs (+10 %) with ``N=64`` and 4.4 µs
-(+80 %) with ``N=1``. The default, ``N=0``, installs nothing
-and leaves the histogram empty; :meth:`EngineCollector.unregister` removes the
-wrapper. Steps submitted with :meth:`Engine.train_many` are never sampled.
+The latency histogram is opt-in: with ``latency_sample_every=N`` :func:`register`
+installs a submit hook (:meth:`Engine.add_submit_hook`) that timestamps one
+submitted step in ``N``, whether it came from ``train_step``, ``train_step_async``
+or ``train_many``, and observes its latency from an ``add_done_callback`` when the
+step resolves. The hook is a Python call on the hot path: measured with
+``benchmarks/metrics_overhead.py`` on a shared 2-core development machine
+(4-16-8-1 network, default encoder, 100,000 ``train_step`` calls, best of 5),
+submitting and training cost about 2.5 µs per event unregistered or with
+sampling off, 2.7 µs (+10 %) with ``N=64`` and 4.4 µs (+80 %) with ``N=1`` (numbers
+of the earlier wrapper around ``train_step``; the hook does the same work). The
+default, ``N=0``, installs nothing and leaves the histogram empty;
+:meth:`EngineCollector.unregister` removes the hook.
 
 Example:
     >>> from prometheus_client import CollectorRegistry, generate_latest
@@ -69,7 +69,6 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from livelearn.engine import Engine
-from livelearn.interaction import InteractionData
 
 __all__ = ["DEFAULT_BUCKETS", "EngineCollector", "register"]
 
@@ -165,7 +164,7 @@ class EngineCollector(Collector):
         self._every = latency_sample_every
         self._histogram = _Histogram(buckets)
         self._registry: CollectorRegistry | None = None
-        self._wrapper: Callable[[InteractionData], Future[Any]] | None = None
+        self._hook: Callable[[Sequence[Future[Any]]], None] | None = None
         if latency_sample_every:
             self._install(engine)
 
@@ -175,23 +174,26 @@ class EngineCollector(Collector):
         return self._every
 
     def _install(self, engine: Engine) -> None:
-        original = engine.train_step
         every = self._every
-        counter = itertools.count()
+        position = [0]  # steps submitted so far
         observe = self._histogram.observe
         clock = time.perf_counter
 
-        def train_step(interaction: InteractionData) -> Future[Any]:
-            if next(counter) % every:
-                return original(interaction)
+        def on_submit(futures: Sequence[Future[Any]]) -> None:
+            # One step in ``every``, counted across calls (train_many included).
+            # Unlocked: concurrent producers may only shift which step is sampled.
+            k, n = position[0], len(futures)
+            position[0] = k + n
+            offset = (-k) % every
+            if offset >= n:
+                return
             start = clock()
-            future = original(interaction)
-            future.add_done_callback(lambda _: observe(clock() - start))
-            return future
+            done: Callable[[Future[Any]], None] = lambda _: observe(clock() - start)  # noqa: E731
+            for future in futures[offset::every]:
+                future.add_done_callback(done)
 
-        train_step.__doc__ = original.__doc__
-        setattr(engine, "train_step", train_step)  # noqa: B010 -- shadows the method
-        self._wrapper = train_step
+        engine.add_submit_hook(on_submit)
+        self._hook = on_submit
 
     def unregister(self) -> None:
         """Remove the collector from its registry and the latency hook from the engine."""
@@ -199,13 +201,9 @@ class EngineCollector(Collector):
             self._registry.unregister(self)
             self._registry = None
         engine = self._engine()
-        if (
-            self._wrapper is not None
-            and engine is not None
-            and engine.__dict__.get("train_step") is self._wrapper
-        ):
-            del engine.__dict__["train_step"]
-        self._wrapper = None
+        if self._hook is not None and engine is not None:
+            engine.remove_submit_hook(self._hook)
+        self._hook = None
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, read from :meth:`Engine.stats` now."""
@@ -225,7 +223,7 @@ class EngineCollector(Collector):
 
     def _latency_doc(self) -> str:
         sampled = f"one submission in {self._every}" if self._every else "none: sampling is off"
-        return f"Seconds from train_step() to the resolution of its Future (sampled: {sampled})."
+        return f"Seconds from submission to the resolution of its Future (sampled: {sampled})."
 
     def describe(self) -> Iterator[Metric]:
         """The metric families without samples (lets the registry detect duplicates)."""
@@ -248,7 +246,7 @@ def register(
     Args:
         engine: the engine to observe.
         registry: where to register (default: ``prometheus_client.REGISTRY``).
-        latency_sample_every: time one ``train_step`` submission in this many for
+        latency_sample_every: time one submitted step in this many for
             ``livelearn_step_latency_seconds``; 0 (default) installs no hook and
             leaves the histogram empty (see the module docs for the cost).
         buckets: latency histogram bucket bounds in seconds.

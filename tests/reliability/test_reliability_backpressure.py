@@ -73,7 +73,7 @@ def test_max_pending_is_a_hard_bound_under_concurrent_producers() -> None:
     gate = Gate()
     engine = Engine(targets=gate, max_pending=2, overload="raise", log_every=0)
     racy = _RacingLen()
-    engine._queue = racy  # before initialize(): the dispatcher captures this queue
+    engine._queue.items = racy  # before initialize(): the dispatcher captures this deque
     engine.initialize()
     outcomes: list[str] = []
     try:

@@ -27,7 +27,7 @@ from _scenarios import (
     subprocess_env,
 )
 
-import livelearn.engine
+import livelearn.engine.api
 from livelearn import CheckpointError, Engine, Network
 from livelearn.features import encoder_from_config
 from livelearn.targets import TargetMapper
@@ -86,14 +86,14 @@ def test_edited_hidden_layers_are_refused_before_anything_is_allocated(
     checkpoint saying [100000, 100000] allocated 40 GB before being refused."""
     path = _edited(tmp_path, lambda m: m["engine"].update(hidden_layers=[3000, 3000]))
     built: list[list[int]] = []
-    real = livelearn.engine.Network
+    real = livelearn.engine.api.Network
 
     class Spy(real):  # type: ignore[misc, valid-type]
         def __init__(self, **kwargs: Any) -> None:
             built.append(list(kwargs["layers"]))
             super().__init__(**kwargs)
 
-    monkeypatch.setattr(livelearn.engine, "Network", Spy)
+    monkeypatch.setattr(livelearn.engine.api, "Network", Spy)
     assert "hidden_layers" in _load_error(path)
     assert built == []
 

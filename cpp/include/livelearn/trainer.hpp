@@ -40,11 +40,13 @@ class Trainer {
   StepResult train_step_sparse(const std::int32_t* indices, const float* values, std::size_t nnz,
                                const float* y, float* prediction);
   // n steps in order, the lock taken per step. Outputs may be null; a
-  // rejected row's loss is NaN and its status says why.
+  // rejected row's loss is NaN and its status says why. steps[r] receives
+  // the step counter right after row r's update, read under the same lock
+  // (so it is exact while other threads train), or 0 if the row was rejected.
   void train_batch(std::size_t n, const float* X, const float* Y, double* losses,
-                   float* predictions, StepStatus* status);
+                   float* predictions, StepStatus* status, std::uint64_t* steps = nullptr);
   void train_batch_sparse(const CsrView& csr, const float* Y, double* losses, float* predictions,
-                          StepStatus* status);
+                          StepStatus* status, std::uint64_t* steps = nullptr);
   void predict(std::size_t n, const float* X, float* out) const;
   void predict_sparse(const CsrView& csr, float* out) const;
 

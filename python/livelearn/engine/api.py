@@ -1,0 +1,663 @@
+"""The :class:`Engine` facade: arguments, lifecycle, submission, reading, persistence.
+
+It owns the pieces of :mod:`livelearn.engine` (queue, dispatcher, ledger) and
+wires them together; the pieces never reference the engine itself, so an
+engine nobody references is garbage-collected and its dispatcher drains.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from livelearn import persistence
+from livelearn.autosave import AutoSaver
+from livelearn.engine import forking
+from livelearn.engine.bookkeeping import Ledger
+from livelearn.engine.dispatcher import Dispatcher
+from livelearn.engine.submission import (
+    FORKED_MESSAGE,
+    POLICIES,
+    OverloadPolicy,
+    SubmissionQueue,
+)
+from livelearn.errors import EngineClosed, EngineNotInitialized
+from livelearn.features import Encoder, FeatureEncoder
+from livelearn.futures import StepFuture, resolve_all
+from livelearn.history import History
+from livelearn.interaction import InteractionData, InvalidInteraction
+from livelearn.network import Network, network_config
+from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
+from livelearn.targets import TargetFn, TargetMapper, TargetValue
+from livelearn.validation import check_choice, check_int, check_name, check_sizes
+
+__all__ = ["Engine", "OverloadPolicy", "SubmitHook"]
+
+logger = logging.getLogger("livelearn")
+
+_FORKED_MESSAGE = FORKED_MESSAGE
+_SKIPPED_CLOSED = "skipped: the engine was closed before this step was queued"
+_SKIPPED_FORKED = (
+    "skipped in this child process: the parent process trains it (queued before os.fork())"
+)
+_SKIPPED_UNINITIALIZED = "skipped: the engine is not initialised (call initialize())"
+_WORKERS_WARNING = (
+    "workers={workers}: extra dispatcher threads only overlap the Python part of a "
+    "batch (encoding, targets) with the native training of another; on this engine "
+    "they were measured not to pay (see docs/concurrency.md)"
+)
+
+#: Called in the submitting thread with the Futures of one ``train_step`` or
+#: ``train_many`` call, right after they were queued (see :meth:`Engine.add_submit_hook`).
+SubmitHook = Callable[[Sequence[StepFuture[StepResult]]], None]
+
+
+def _skip_futures(
+    ledger: Ledger, done: threading.Condition, futures: list[StepFuture[StepResult]], reason: str
+) -> None:
+    """Resolve already-counted Futures as skipped (never trained)."""
+    ledger.skipped(len(futures))
+    result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
+    resolve_all(done, futures, [result] * len(futures))
+
+
+class Engine:
+    """Learns live from interactions: ``train_step`` returns a Future at once.
+
+    Args:
+        hidden_layers: sizes of the hidden layers; the input size follows the
+            encoder and the output size the targets.
+        activation: hidden activation (``"tanh"``, ``"relu"``, ``"sigmoid"``,
+            ``"identity"``).
+        loss: ``"bce"`` (output is a probability) or ``"mse"`` (a real value).
+        optimizer: ``"sgd"`` or ``"adam"``.
+        learning_rate: step size, > 0.
+        seed: seeds the network's weights.
+        features: the encoder; default :class:`FeatureEncoder` (4 inputs). A
+            sparse encoder such as :class:`HashedFeatureEncoder` feeds the
+            network sparse examples.
+        targets: a mapping from action type to target (``{"click": 1.0,
+            "skip": 0.0}``), a callable, a :class:`TargetMapper`, or None. An
+            interaction's own ``label`` always wins.
+        history_size: how many trained examples :attr:`history` keeps.
+        log_every: log the loss at INFO every this many trained steps (0: never).
+        max_pending: most interactions queued at once; see ``overload``.
+        workers: dispatcher threads. With more than one, one batch is encoded
+            and its targets computed while another trains natively (batches are
+            still trained one at a time, so batches may reach the network out of
+            submission order); 1 keeps submission order. Emits a
+            ``RuntimeWarning`` above 1: see ``docs/concurrency.md`` for why it
+            does not pay on a small machine.
+        overload: what ``train_step`` does when ``max_pending`` are queued:
+            ``"block"`` waits for room, ``"raise"`` raises
+            :class:`EngineOverloaded`, ``"drop_oldest"`` drops the oldest queued
+            step (its Future resolves as skipped).
+        batch_size: most interactions per native call. Smaller batches give
+            shorter GIL-held stretches (lower caller latency), larger ones more
+            throughput.
+        n_outputs: network outputs (default: the targets' ``n_outputs``, else 1).
+        momentum, weight_decay, clip_norm: optimizer options of :class:`Network`.
+
+    After ``os.fork()`` the child's copy of an engine refuses ``train_step``,
+    ``train_many`` and ``predict`` with :class:`EngineClosed` (its dispatcher
+    thread does not survive a fork; the fork waits for the current batch, so no
+    lock is inherited mid-step); ``stats()``, ``history`` and ``save()`` still
+    work there. Create engines after forking, e.g. in each worker of a
+    pre-forking server.
+        checkpoint_path: where periodic checkpoints go (see :meth:`save`); needs
+            ``checkpoint_every`` and/or ``checkpoint_interval``.
+        checkpoint_every: save after every this many trained steps.
+        checkpoint_interval: save when this many seconds passed since the last save
+            (checked after each batch). A due save runs in a background thread
+            (one at a time); training only pauses while the state is copied.
+            Call :meth:`save` yourself for a final checkpoint after :meth:`close`.
+
+    Example:
+        >>> from livelearn import Engine, InteractionData
+        >>> with Engine(targets={"click": 1.0, "skip": 0.0}) as engine:
+        ...     future = engine.train_step(InteractionData("click", 1700000000.0, "u1"))
+        ...     result = future.result()
+        >>> result.status, result.step
+        (<StepStatus.TRAINED: 'trained'>, 1)
+    """
+
+    def __init__(
+        self,
+        hidden_layers: Sequence[int] = (16, 8),
+        activation: str = "tanh",
+        loss: str = "bce",
+        optimizer: str = "sgd",
+        learning_rate: float = 0.05,
+        seed: int = 0,
+        features: Encoder | None = None,
+        targets: Mapping[str, TargetValue] | TargetFn | TargetMapper | None = None,
+        history_size: int = 1000,
+        log_every: int = 10,
+        max_pending: int = 100_000,
+        workers: int = 1,
+        *,
+        overload: OverloadPolicy = "block",
+        batch_size: int = 64,
+        n_outputs: int | None = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> None:
+        hidden = check_sizes("hidden_layers", hidden_layers)
+        self._history_size = check_int("history_size", history_size, 0, 10_000_000)
+        self._log_every = check_int("log_every", log_every, 0)
+        self._max_pending = check_int("max_pending", max_pending, 1)
+        self._workers = check_int("workers", workers, 1, 64)
+        self._batch_size = check_int("batch_size", batch_size, 1, 1_000_000)
+        self._overload = cast("OverloadPolicy", check_choice("overload", overload, POLICIES))
+        self._encoder: Encoder = FeatureEncoder() if features is None else features
+        for attr in ("n_inputs", "sparse", "encode"):
+            if not hasattr(self._encoder, attr):
+                raise ValueError(f"features: {type(self._encoder).__name__} is not an encoder")
+        if isinstance(targets, TargetMapper):
+            mapper = targets
+        else:
+            mapper = TargetMapper(targets, 1 if n_outputs is None else n_outputs)
+        if n_outputs is not None and n_outputs != mapper.n_outputs:
+            raise ValueError(
+                f"n_outputs: {n_outputs} does not match the targets' n_outputs={mapper.n_outputs}"
+            )
+        self._targets = mapper
+        # The native constructor would answer a non-str with pybind11's
+        # multi-line overload listing; unknown names it rejects itself.
+        check_name("activation", activation, "tanh")
+        check_name("loss", loss, "bce")
+        check_name("optimizer", optimizer, "sgd")
+        # Building the network validates every optimizer argument now, not later.
+        self._network_config: dict[str, Any] = network_config(
+            self._encoder.n_inputs,
+            hidden,
+            mapper.n_outputs,
+            activation=activation,
+            loss=loss,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            clip_norm=clip_norm,
+            seed=seed,
+        )
+        self._network = Network(**self._network_config)
+        self._hidden_layers = hidden
+        if self._workers > 1:
+            warnings.warn(
+                _WORKERS_WARNING.format(workers=self._workers), RuntimeWarning, stacklevel=2
+            )
+
+        self._done = threading.Condition()  # shared by every Future of this engine
+        self._ledger = Ledger(
+            History(
+                self._history_size, self._encoder.n_inputs, mapper.n_outputs, self._encoder.sparse
+            ),
+            self._log_every,
+        )
+        self._skip_fn = functools.partial(_skip_futures, self._ledger, self._done)
+        self._queue = SubmissionQueue(
+            self._max_pending, self._overload, self._batch_size, self._ledger, self._done
+        )
+        self._autosave: AutoSaver | None = None  # None: no cost on the hot path
+        if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
+            self._autosave = AutoSaver(checkpoint_path, checkpoint_every, checkpoint_interval)
+        self._dispatcher = Dispatcher(
+            self._queue,
+            self._encoder,
+            mapper,
+            self._network,
+            self._ledger,
+            self._done,
+            self._workers,
+            self._autosave,
+            weakref.ref(self),
+        )
+        self._submit_hooks: list[SubmitHook] = []
+        self._initialized = False
+        self._closed = False
+        self._started_at: float | None = None
+        self._state_lock = threading.Lock()  # initialize/close transitions
+        forking.register(self)
+
+    # Names the persistence glue below reads (kept so it stays verbatim).
+    @property
+    def _batch_lock(self) -> threading.Lock:
+        return self._dispatcher.train_lock
+
+    @property
+    def _book(self) -> threading.Lock:
+        return self._ledger.lock
+
+    @property
+    def _history(self) -> History:
+        return self._ledger.history
+
+    @property
+    def _counters(self) -> Any:
+        return self._ledger.counters
+
+    @property
+    def _closing(self) -> bool:
+        return self._queue.closing
+
+    @property
+    def _forked(self) -> bool:
+        return self._queue.forked
+
+    # ------------------------------------------------------------------ lifecycle
+    def initialize(self) -> Engine:
+        """Start the dispatcher; idempotent. Returns the engine for chaining."""
+        with self._state_lock:
+            if self._closed or self._closing:
+                raise EngineClosed("this engine was closed; create a new one")
+            if self._initialized:
+                return self
+            self._started_at = time.time()
+            self._initialized = True
+            self._dispatcher.start()
+            # A forgotten engine stops its dispatcher, which drains the queue;
+            # the finaliser itself trains nothing. Exit is the dispatcher's job.
+            finalizer = weakref.finalize(self, self._dispatcher.stop)
+            finalizer.atexit = False
+        return self
+
+    @property
+    def is_initialized(self) -> bool:
+        """True between :meth:`initialize` and :meth:`close`."""
+        return self._initialized and not self._closing
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    def close(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting steps, train every queued one, then stop the dispatcher.
+
+        Every Future already returned is resolved, and a periodic checkpoint
+        still being written is finished. With ``wait=False`` the queue drains
+        in the background. Idempotent.
+        """
+        with self._state_lock:
+            self._queue.close()
+        if wait:
+            self._closed = self._dispatcher.join(timeout)
+
+    def __enter__(self) -> Engine:
+        return self.initialize()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(wait=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "running" if self._initialized else "new"
+        return (
+            f"Engine(layers={self._network_config['layers']}, "
+            f"activation={self._network_config['activation']!r}, "
+            f"loss={self._network_config['loss']!r}, "
+            f"optimizer={self._network_config['optimizer']!r}, "
+            f"features={type(self._encoder).__name__}, state={state}, "
+            f"steps={self._counters.trained})"
+        )
+
+    # ------------------------------------------------------------------ fork
+    def before_fork(self) -> None:
+        """Fork hook (see :mod:`livelearn.engine.forking`): wait for the native
+        call in flight and for a batch being resolved."""
+        self._dispatcher.before_fork()
+        self._done.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        """Fork hook: undo :meth:`before_fork`."""
+        self._done.release()
+        self._dispatcher.after_fork_in_parent()
+
+    def after_fork_in_child(self) -> None:
+        """Fork hook. The child has no dispatcher threads; every lock is replaced
+        (another thread of the parent may have held one). The engine stays
+        readable (stats, history, save) and refuses new work with a clear error.
+        Steps the parent had queued or in flight are the parent's to train:
+        their copies here are resolved as skipped, so nothing waits forever."""
+        self._done.release()  # the same condition: the child's Futures keep it
+        self._state_lock = threading.Lock()
+        self._ledger.after_fork_in_child()
+        inherited = self._queue.after_fork_in_child()
+        inherited += self._dispatcher.after_fork_in_child()
+        if inherited:
+            self._skip_fn(inherited, _SKIPPED_FORKED)
+
+    # ------------------------------------------------------------------ submit
+    def add_submit_hook(self, hook: SubmitHook) -> None:
+        """Call ``hook(futures)`` for every ``train_step``/``train_many`` call.
+
+        It runs in the submitting thread, with the Futures that call returns,
+        right after they were queued (some may already be resolved). An
+        exception from a hook is logged, never raised to the submitter. Used
+        by :mod:`livelearn.metrics` to time submissions.
+
+        Example:
+            >>> from livelearn import Engine, InteractionData
+            >>> seen = []
+            >>> with Engine(targets={"click": 1.0}) as engine:
+            ...     engine.add_submit_hook(lambda futures: seen.append(len(futures)))
+            ...     _ = engine.train_step(InteractionData("click", 0.0, "u"))
+            ...     _ = engine.train_many([InteractionData("click", 0.0, "u")] * 3)
+            >>> seen
+            [1, 3]
+        """
+        if not callable(hook):
+            raise ValueError(f"hook: must be callable, got {type(hook).__name__}")
+        self._submit_hooks = [*self._submit_hooks, hook]  # copy: readers never lock
+
+    def remove_submit_hook(self, hook: SubmitHook) -> None:
+        """Undo :meth:`add_submit_hook` (``ValueError`` if ``hook`` is not installed)."""
+        hooks = list(self._submit_hooks)
+        try:
+            hooks.remove(hook)
+        except ValueError:
+            raise ValueError("hook: not installed on this engine") from None
+        self._submit_hooks = hooks
+
+    def _notify_submit(self, futures: Sequence[StepFuture[StepResult]]) -> None:
+        for hook in self._submit_hooks:
+            try:
+                hook(futures)
+            except Exception:
+                logger.exception("submit hook %r failed", hook)
+
+    def train_step(self, interaction: InteractionData) -> StepFuture[StepResult]:
+        """Queue one training step; returns at once with its Future.
+
+        The Future's result is a :class:`StepResult`. Invalid input makes the
+        Future raise :class:`InvalidInteraction` (the model is untouched).
+        Before :meth:`initialize` the step is skipped (an already finished
+        Future says so). Raises :class:`EngineClosed` after :meth:`close`, and
+        :class:`EngineOverloaded` under the ``"raise"`` policy when full.
+        """
+        future: StepFuture[StepResult] = StepFuture(self._done)
+        if self._initialized:
+            self._queue.put(interaction, future)
+        elif self._closing:
+            raise EngineClosed("train_step after close()")
+        else:
+            self._skip_uninitialized([future])
+        if self._submit_hooks:
+            self._notify_submit((future,))
+        return future
+
+    def train_many(self, interactions: Iterable[InteractionData]) -> list[StepFuture[StepResult]]:
+        """Queue one step per interaction, in order; returns one Future each.
+
+        One Future per interaction (not one for the batch), so each caller can
+        wait for, and score, its own event. Cheaper per event than calling
+        :meth:`train_step` in a loop.
+        """
+        if self._closing:
+            raise EngineClosed(self._queue.closed_message("train_many"))
+        items = list(interactions)
+        done = self._done
+        futures: list[StepFuture[StepResult]] = [StepFuture(done) for _ in items]
+        if not self._initialized:
+            self._skip_uninitialized(futures)
+        else:
+            n = len(items)
+            queued = self._queue.put_many(items, futures)
+            if queued < n:
+                if queued == 0:
+                    raise EngineClosed(self._queue.closed_message("train_many"))
+                # Closed midway: the queued part trains and keeps its Futures; the
+                # rest is resolved as skipped, so the caller still gets one per item.
+                logger.warning("%d step(s) %s", n - queued, _SKIPPED_CLOSED)
+                self._submit_skipped(futures[queued:], _SKIPPED_CLOSED)
+        if self._submit_hooks:
+            self._notify_submit(futures)
+        return futures
+
+    def _skip_uninitialized(self, futures: list[StepFuture[StepResult]]) -> None:
+        logger.warning("%d step(s) %s", len(futures), _SKIPPED_UNINITIALIZED)
+        self._submit_skipped(futures, _SKIPPED_UNINITIALIZED)
+
+    def _submit_skipped(self, futures: list[StepFuture[StepResult]], reason: str) -> None:
+        """Count Futures handed out for steps that will never be queued, and
+        resolve them as skipped."""
+        self._queue.count(len(futures))
+        self._skip_fn(futures, reason)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a checkpoint (safetensors + JSON metadata, atomic and durable).
+
+        Training may continue meanwhile: the snapshot is taken at a batch
+        boundary and holds the dispatcher only for the copy.
+        See :mod:`livelearn.checkpoint` for the format.
+        """
+        persistence.save_engine(self, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        targets: TargetFn | None = None,
+        initialize: bool = True,
+    ) -> Engine:
+        """Rebuild an engine from :meth:`save` output, exactly where it stopped.
+
+        ``targets`` supplies the function when the saved engine used a callable
+        target (functions are not stored). Raises
+        :class:`~livelearn.checkpoint.CheckpointError` for any damaged or
+        foreign file; nothing half-loaded is ever returned.
+        """
+        return persistence.load_engine(path, cls, targets=targets, initialize=initialize)
+
+    def export_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """A consistent snapshot: tensors (network state, history) and metadata
+        (configuration and counters). Used by checkpoints and replicas."""
+        with self._batch_lock, self._book:
+            tensors: dict[str, NDArray[Any]] = {
+                f"network.{k}": v for k, v in self._network.get_state().items()
+            }
+            tensors.update({f"history.{k}": v for k, v in self._history.arrays().items()})
+            c = self._counters
+            meta: dict[str, Any] = {
+                "engine": self.config,
+                "network": self._network.get_config(),
+                "features": self._encoder.get_config(),
+                "targets": self._targets.get_config(),
+                "counters": {
+                    "trained": c.trained,
+                    "skipped": c.skipped,
+                    "rejected": c.rejected,
+                    "failed": c.failed,
+                    "interactions": c.trained + c.skipped + c.rejected + c.failed,
+                    "loss_sum": c.loss_sum,
+                    "last_loss": c.last_loss,
+                    "recent_loss": c.recent_loss,
+                    "last_example_time": c.last_example_time,
+                },
+            }
+        return tensors, meta
+
+    def import_state(self, tensors: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> None:
+        """Load :meth:`export_state` output into this (same-shaped) engine.
+
+        Validates everything before changing anything; raises ``ValueError``.
+        Queued steps still pending are trained afterwards, on the loaded model.
+        """
+        net_state = {k[8:]: v for k, v in tensors.items() if k.startswith("network.")}
+        hist = {k[8:]: v for k, v in tensors.items() if k.startswith("history.")}
+        counters = meta["counters"]
+        names = ("trained", "skipped", "rejected", "failed")
+        for name in names:
+            check_int(f"counters.{name}", counters[name], 0)
+        n_hist = len(hist.get("steps", ()))
+        if n_hist > self._history_size:
+            raise ValueError(
+                f"history: {n_hist} examples saved but history_size is {self._history_size}"
+            )
+        with self._batch_lock, self._book:
+            probe = History(
+                self._history_size,
+                self._encoder.n_inputs,
+                self._targets.n_outputs,
+                self._encoder.sparse,
+            )
+            probe.restore(hist)  # validates shapes before the network is touched
+            self._network.set_state(net_state)
+            self._ledger.history = probe
+            c = self._counters
+            c.trained, c.skipped, c.rejected, c.failed = (int(counters[n]) for n in names)
+            c.loss_sum = float(counters["loss_sum"])
+            c.last_loss = counters["last_loss"]
+            c.recent_loss = counters["recent_loss"]
+            c.last_example_time = counters["last_example_time"]
+            done = c.trained + c.skipped + c.rejected + c.failed
+            with self._queue.lock:
+                pending = self._queue.submitted - self._ledger.resolved
+                self._queue.submitted = done + pending
+            self._ledger.resolved = done
+            if self._autosave is not None:  # the next periodic save counts from here
+                self._autosave.mark_saved(c.trained)
+
+    # ------------------------------------------------------------------ read side
+    def predict(self, interaction: InteractionData) -> float | NDArray[np.float32]:
+        """The model's current output for ``interaction``: a float for one
+        output (a probability with ``loss="bce"``), else an array.
+
+        Runs in the caller's thread, concurrently with training: it waits for
+        at most one native training step. Raises :class:`InvalidInteraction`
+        for bad input and :class:`EngineNotInitialized` before
+        :meth:`initialize`.
+        """
+        out = self.predict_many([interaction])
+        return float(out[0, 0]) if out.shape[1] == 1 else out[0]
+
+    async def train_step_async(self, interaction: InteractionData) -> StepResult:
+        """``await`` one training step from asyncio code without blocking the loop.
+
+        Submitting never blocks on training (under the ``"block"`` overload
+        policy a full queue is waited for in a worker thread, not on the loop).
+
+        Example:
+            >>> import asyncio
+            >>> from livelearn import Engine, InteractionData
+            >>> async def main():
+            ...     with Engine(targets={"click": 1.0}) as engine:
+            ...         return await engine.train_step_async(InteractionData("click", 0.0, "u"))
+            >>> asyncio.run(main()).status
+            <StepStatus.TRAINED: 'trained'>
+        """
+        import asyncio
+
+        if self._overload == "block" and len(self._queue.items) >= self._max_pending:
+            loop = asyncio.get_running_loop()
+            future = await loop.run_in_executor(None, self.train_step, interaction)
+        else:
+            future = self.train_step(interaction)
+        return await asyncio.wrap_future(future)
+
+    async def predict_async(self, interaction: InteractionData) -> float | NDArray[np.float32]:
+        """``await`` a prediction; runs in the loop's default executor, since a
+        prediction may wait for one native training step."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.predict, interaction)
+
+    def predict_many(self, interactions: Sequence[InteractionData]) -> NDArray[np.float32]:
+        """Outputs for a batch, shape ``(n, n_outputs)``."""
+        if not self._initialized:
+            raise EngineNotInitialized("predict() before initialize()")
+        if self._forked:
+            raise EngineClosed(_FORKED_MESSAGE)
+        items = list(interactions)
+        for it in items:
+            if not isinstance(it, InteractionData):
+                raise InvalidInteraction(
+                    "interaction", f"expected InteractionData, got {type(it).__name__}"
+                )
+        if self._encoder.sparse:
+            indptr, indices, values = self._encoder.encode_sparse_many(items)
+            return self._network.predict_sparse(indptr, indices, values)
+        X = self._encoder.encode_many(items)
+        return self._network.predict(X)
+
+    def stats(self) -> EngineStats:
+        """A consistent snapshot of the counters (taken between two batches)."""
+        with self._book:
+            c = self._counters
+            submitted = self._queue.submitted
+            return EngineStats(
+                steps=c.trained,
+                interactions=submitted,
+                skipped=c.skipped,
+                rejected=c.rejected,
+                failed=c.failed,
+                pending=submitted - self._ledger.resolved,
+                last_loss=c.last_loss,
+                mean_loss=c.loss_sum / c.trained if c.trained else None,
+                recent_loss=c.recent_loss,
+                last_example_time=c.last_example_time,
+                started_at=self._started_at,
+            )
+
+    @property
+    def history(self) -> list[TrainingExample]:
+        """The newest ``history_size`` trained examples, oldest first (a copy)."""
+        with self._book:
+            return self._history.examples()
+
+    @property
+    def network(self) -> Network:
+        """The engine's :class:`Network` (thread-safe; shared with the dispatcher)."""
+        return self._network
+
+    @property
+    def features(self) -> Encoder:
+        """The engine's encoder: ``engine.features.encode(x)`` is what the network sees."""
+        return self._encoder
+
+    @property
+    def targets(self) -> TargetMapper:
+        """The engine's target generator."""
+        return self._targets
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The engine's settings (JSON-serialisable except a callable target)."""
+        return {
+            "hidden_layers": list(self._hidden_layers),
+            "activation": self._network_config["activation"],
+            "loss": self._network_config["loss"],
+            "optimizer": self._network_config["optimizer"],
+            "learning_rate": self._network.get_config()["learning_rate"],
+            "seed": self._network_config["seed"],
+            "history_size": self._history_size,
+            "log_every": self._log_every,
+            "max_pending": self._max_pending,
+            "workers": self._workers,
+            "overload": self._overload,
+            "batch_size": self._batch_size,
+            "momentum": self._network_config["momentum"],
+            "weight_decay": self._network_config["weight_decay"],
+            "clip_norm": self._network_config["clip_norm"],
+            "n_outputs": self._targets.n_outputs,
+            "checkpoint_path": None if self._autosave is None else self._autosave.path,
+            "checkpoint_every": None if self._autosave is None else self._autosave.every,
+            "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
+        }
