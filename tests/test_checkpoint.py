@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -445,6 +446,18 @@ CHILD = textwrap.dedent(
 )
 
 
+def _record(line: str, started: list[int], done: list[int]) -> None:
+    """Add one complete "start N" / "done N" line of the child to its list.
+
+    A line the SIGKILL cut short (no newline: the rest of it was never written)
+    is ignored: a cut "start N" means save N had not begun, a cut "done N" means
+    its "start N" was complete, so the assertions below hold either way.
+    """
+    match = re.fullmatch(r"(start|done) (\d+)\n", line)
+    if match is not None:
+        (started if match[1] == "start" else done).append(int(match[2]))
+
+
 def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "crash.safetensors"
     env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT}
@@ -462,16 +475,14 @@ def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
         done: list[int] = []
         # Wait for the first completed save, then kill at a random moment.
         for line in proc.stdout:
-            word, number = line.split()
-            (started if word == "start" else done).append(int(number))
+            _record(line, started, done)
             if done:
                 break
         time.sleep(rng.uniform(0.0, 0.08))
         os.kill(proc.pid, signal.SIGKILL)
         rest, _ = proc.communicate()
-        for line in rest.splitlines():
-            word, number = line.split()
-            (started if word == "start" else done).append(int(number))
+        for line in rest.splitlines(keepends=True):
+            _record(line, started, done)
         assert proc.returncode == -signal.SIGKILL
         with Engine.load(path, initialize=False) as engine:
             steps = engine.stats().steps
