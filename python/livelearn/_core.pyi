@@ -1,4 +1,4 @@
-"""Type stubs for the native module ``livelearn._core`` (see cpp/bindings/module.cpp)."""
+"""Type stubs for the native module ``livelearn._core`` (bound in cpp/bindings/, one unit per class)."""
 
 from typing import Any, Literal, overload, type_check_only
 
