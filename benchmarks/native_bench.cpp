@@ -1,4 +1,4 @@
-// Google Benchmark of the native core through Trainer (locks, guard and
+// Google Benchmark of the native core through Network (locks, guard and
 // dispatch included): ns per train_step, per train_batch row and per predict
 // row for dense 4-16-8-1 and 32-64-32-1 tanh/sigmoid/BCE/SGD networks, and a
 // sparse 2^20-16-8-1 network with 8 active features per example.
@@ -13,13 +13,13 @@
 #include <random>
 #include <vector>
 
-#include "livelearn/trainer.hpp"
+#include "livelearn/network.hpp"
 
 namespace {
 
 using livelearn::Config;
 using livelearn::CsrView;
-using livelearn::Trainer;
+using livelearn::Network;
 
 constexpr std::size_t kPool = 4096;  // examples; power of two for cheap cycling
 constexpr std::size_t kBatch = 256;  // rows per train_batch / predict call
@@ -53,7 +53,7 @@ void per_row(benchmark::State& state, std::size_t rows_per_iteration) {
 
 void BM_TrainStep(benchmark::State& state) {
   const auto in = static_cast<int>(state.range(0));
-  Trainer t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
+  Network t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
   const DenseData d(static_cast<std::size_t>(in));
   std::size_t r = 0;
   for (auto _ : state) {
@@ -66,7 +66,7 @@ void BM_TrainStep(benchmark::State& state) {
 
 void BM_TrainBatch(benchmark::State& state) {
   const auto in = static_cast<int>(state.range(0));
-  Trainer t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
+  Network t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
   const DenseData d(static_cast<std::size_t>(in));
   std::vector<double> losses(kBatch);
   std::size_t r = 0;
@@ -80,7 +80,7 @@ void BM_TrainBatch(benchmark::State& state) {
 
 void BM_Predict(benchmark::State& state) {
   const auto in = static_cast<int>(state.range(0));
-  Trainer t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
+  Network t(dense_config(in, static_cast<int>(state.range(1)), static_cast<int>(state.range(2))));
   const DenseData d(static_cast<std::size_t>(in));
   t.train_batch(kPool, d.X.data(), d.Y.data(), nullptr, nullptr, nullptr);  // non-trivial weights
   std::vector<float> out(kBatch);
@@ -129,7 +129,7 @@ struct SparseData {
 Config sparse_config() { return dense_config(kSparseInputs, 16, 8); }
 
 void BM_SparseTrainStep(benchmark::State& state) {
-  Trainer t(sparse_config());
+  Network t(sparse_config());
   const SparseData d;
   std::size_t r = 0;
   for (auto _ : state) {
@@ -145,7 +145,7 @@ void BM_SparseTrainStep(benchmark::State& state) {
 // indptr offsets, so a window of indptr is a valid CSR batch only from row 0;
 // hence whole-pool batches here.
 void BM_SparseTrainBatch(benchmark::State& state) {
-  Trainer t(sparse_config());
+  Network t(sparse_config());
   const SparseData d;
   std::vector<double> losses(kPool);
   for (auto _ : state) {
@@ -156,7 +156,7 @@ void BM_SparseTrainBatch(benchmark::State& state) {
 }
 
 void BM_SparsePredict(benchmark::State& state) {
-  Trainer t(sparse_config());
+  Network t(sparse_config());
   const SparseData d;
   t.train_batch_sparse(d.rows(0, kPool), d.Y.data(), nullptr, nullptr, nullptr);
   std::vector<float> out(kPool);

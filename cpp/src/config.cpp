@@ -51,7 +51,7 @@ void Config::validate() const {
   if (!(std::isfinite(weight_decay) && weight_decay >= 0.0f)) {
     fail("weight_decay", "must be finite and >= 0");
   }
-  if (!(std::isfinite(clip_norm) && clip_norm >= 0.0f)) {
+  if (clip_norm && !(std::isfinite(*clip_norm) && *clip_norm > 0.0f)) {
     fail("clip_norm", "must be finite and > 0 (or None to disable)");
   }
   if (!(std::isfinite(beta1) && beta1 >= 0.0f && beta1 < 1.0f)) fail("beta1", "must be in [0, 1)");

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "livelearn/activations.hpp"
-#include "livelearn/network.hpp"
+#include "livelearn/mlp.hpp"
 
 namespace livelearn {
 
@@ -157,7 +157,7 @@ TEST_P(LibraryActivation, MatchesLibmWithinBound) {
   c.hidden_activation = GetParam();
   c.output_activation = Activation::Identity;
   c.loss = Loss::MSE;
-  Network net(c);
+  Mlp net(c);
   const float one = 1.0f, zero = 0.0f;
   net.import_state({&one, &zero, &one, &zero});
   ForwardScratch scratch;

@@ -1,6 +1,6 @@
-"""Type stubs for the native module ``livelearn._core`` (see cpp/bindings/module.cpp)."""
+"""Type stubs for the native module ``livelearn._core`` (bound in cpp/bindings/, one unit per class)."""
 
-from typing import Any, Literal, overload
+from typing import Any, Literal, overload, type_check_only
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -12,7 +12,12 @@ class StepRejected(ValueError):
     """A training step was refused (non-finite input, loss or update, or a bce target
     outside [0, 1]); the model is unchanged."""
 
-class Network:
+@type_check_only
+class _Pybind11Type(type):
+    """The metaclass of every pybind11 class (``pybind11_builtins.pybind11_type``),
+    named here so that ``mypy.stubtest`` sees the same metaclass as at runtime."""
+
+class Network(metaclass=_Pybind11Type):
     def __init__(
         self,
         layers: list[int] | tuple[int, ...] = ...,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,12 +20,12 @@ struct Config {
   Loss loss = Loss::BCE;
   Optimizer optimizer = Optimizer::SGD;
   float learning_rate = 0.05f;
-  float momentum = 0.0f;      // SGD only; 0 disables the velocity buffer
-  float weight_decay = 0.0f;  // L2 penalty on weights (not biases), added to the gradient
-  float clip_norm = 0.0f;     // global gradient-norm clip; 0 disables
-  float beta1 = 0.9f;         // Adam
-  float beta2 = 0.999f;       // Adam
-  float epsilon = 1e-8f;      // Adam
+  float momentum = 0.0f;           // SGD only; 0 disables the velocity buffer
+  float weight_decay = 0.0f;       // L2 penalty on weights (not biases), added to the gradient
+  std::optional<float> clip_norm;  // global gradient-norm clip; none: no clipping
+  float beta1 = 0.9f;              // Adam
+  float beta2 = 0.999f;            // Adam
+  float epsilon = 1e-8f;           // Adam
   std::uint64_t seed = 0;
 
   // Throws std::invalid_argument naming the offending parameter.
