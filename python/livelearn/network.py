@@ -1,7 +1,11 @@
 """``livelearn.Network``: the native multi-layer perceptron, with Python conveniences.
 
 Every computing method is inherited unchanged from the native class (no Python
-frame on the hot path); this module adds configuration export and ``repr``.
+frame on the hot path); this module adds the exact configuration export
+(``get_config``), ``repr``, ``save``/``load`` (through :mod:`livelearn.persistence`,
+which sits below this module and is handed the class to build) and
+:func:`network_config`, the one place where engine and adapter arguments become a
+network configuration.
 """
 
 from __future__ import annotations
