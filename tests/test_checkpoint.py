@@ -30,12 +30,12 @@ from livelearn import (
 )
 from livelearn.checkpoint import (
     FORMAT,
-    _digest,
     load_engine,
     load_network,
     read_checkpoint,
     save_engine,
 )
+from livelearn.checkpoint_format import digest
 
 PACKAGE_ROOT = str(Path(livelearn.__file__).resolve().parent.parent)
 
@@ -297,7 +297,7 @@ def resave(saved: bytes, edit: Any, *, rehash: bool) -> bytes:
             )
             for k, v in tensors.items()
         }
-        metadata["sha256"] = _digest(metadata, described)
+        metadata["sha256"] = digest(metadata, described)
     return st_save(tensors, metadata=metadata)
 
 
@@ -555,9 +555,9 @@ def test_close_waits_for_a_running_autosave(
 ) -> None:
     """close() returns only once a background save started by the last batch
     has finished: the checkpoint on disk is complete when close() returns."""
-    import livelearn.checkpoint as checkpoint
+    import livelearn.persistence as persistence  # what Engine.save calls
 
-    real_save = checkpoint.save_engine
+    real_save = persistence.save_engine
     started = threading.Event()
 
     def slow_save(engine: Engine, path: str) -> None:
@@ -565,7 +565,7 @@ def test_close_waits_for_a_running_autosave(
         time.sleep(0.3)
         real_save(engine, path)
 
-    monkeypatch.setattr(checkpoint, "save_engine", slow_save)
+    monkeypatch.setattr(persistence, "save_engine", slow_save)
     path = tmp_path / "auto.safetensors"
     engine = Engine(checkpoint_path=path, checkpoint_every=50, log_every=0).initialize()
     train(engine, stream(100))
@@ -606,3 +606,108 @@ def test_format_markers(tmp_path: Path) -> None:
     assert meta["library_version"] == livelearn.__version__
     assert meta["features"]["type"] == "HashedFeatureEncoder"
     assert meta["history"] == {"size": 0, "sparse": True}
+
+
+# ----------------------------------------------------------------- regular files only
+def test_a_link_to_dev_zero_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """Regression: Engine.load of a symlink to /dev/zero read until MemoryError."""
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    link = tmp_path / "zero.safetensors"
+    os.symlink("/dev/zero", link)
+    with pytest.raises(CheckpointError, match="character device, not a regular file"):
+        Engine.load(link, initialize=False)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        Network.load(link)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes; it must not even wait."""
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="FIFO, not a regular file"):
+        read_checkpoint(fifo)
+
+
+def test_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*a folder"):
+        read_checkpoint(tmp_path)
+
+
+def test_trailing_bytes_and_truncation_are_refused(tmp_path: Path, saved: bytes) -> None:
+    assert "unexpected bytes after the tensors" in load_bytes(tmp_path, saved + b"garbage")
+    assert "truncated" in load_bytes(tmp_path, saved[:-10])
+    # A header that claims more bytes than the whole file has.
+    n = struct.unpack("<Q", saved[:8])[0]
+    assert "truncated" in load_bytes(tmp_path, struct.pack("<Q", n + 10**6) + saved[8:])
+
+
+def test_a_file_larger_than_its_header_says_is_refused_before_it_is_read(
+    tmp_path: Path, saved: bytes
+) -> None:
+    """A valid header followed by 64 GiB (a sparse file): reading it whole would
+    exhaust memory; the size check against the header refuses it first."""
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(saved)
+    try:
+        os.truncate(path, 64 * 2**30)
+    except OSError as exc:
+        pytest.skip(f"no sparse files here: {exc}")
+    try:
+        with pytest.raises(CheckpointError, match="unexpected bytes after the tensors"):
+            Engine.load(path, initialize=False)
+    finally:
+        path.unlink()
+
+
+# ----------------------------------------------------------------- files of earlier versions
+DATA = Path(__file__).parent / "data"
+
+
+def test_an_engine_checkpoint_written_before_get_config_was_exact_loads(tmp_path: Path) -> None:
+    """tests/data/checkpoint_v1_engine.safetensors was written by the previous code:
+    its engine section holds the learning rate rounded to 7 digits (0.01234568),
+    its network section the float64 of the float32 (0.012345678918063641)."""
+    from livelearn.datasets import simulate_interactions
+
+    path = DATA / "checkpoint_v1_engine.safetensors"
+    meta = read_checkpoint(path).meta
+    assert meta["engine"]["learning_rate"] == 0.01234568
+    assert meta["network"]["learning_rate"] == float(np.float32(0.0123456789))
+    items = simulate_interactions(40, seed=1).interactions
+    with Engine.load(path, initialize=False) as engine:
+        assert engine.stats().steps == 40 and len(engine.history) == 20
+        assert engine.network.learning_rate == np.float32(0.0123456789)
+        assert engine.network.clip_norm == np.float32(0.7)
+        assert engine.config["learning_rate"] == 0.012345679  # exact, shortest form
+        predictions = engine.predict_many(items[:3])[:, 0]
+        expected = [0.07523923367261887, 0.05495427921414375, 0.08003146946430206]
+        np.testing.assert_allclose(predictions, expected, rtol=1e-5)
+        engine.save(tmp_path / "again.safetensors")
+        with Engine.load(tmp_path / "again.safetensors", initialize=False) as again:
+            assert_same_state(engine, again)
+
+
+def test_a_network_checkpoint_written_before_get_config_was_exact_loads() -> None:
+    net = Network.load(DATA / "checkpoint_v1_network.safetensors")
+    assert net.steps == 5 and net.optimizer == "sgd"
+    assert net.learning_rate == np.float32(0.0123456789)
+    assert net.momentum == np.float32(0.9) and net.weight_decay == np.float32(1e-4)
+    assert net.get_config()["momentum"] == 0.9  # the shortest decimal of the float32
+    out = net.predict(np.ones((1, 3), np.float32))[0]
+    np.testing.assert_allclose(out, [1.2975794076919556, -0.3067823350429535], rtol=1e-5)
+
+
+def test_get_config_is_exact_and_reads_as_typed() -> None:
+    net = Network(layers=[3, 1], learning_rate=0.0123456789, momentum=0.9, clip_norm=0.3)
+    config = net.get_config()
+    assert (config["learning_rate"], config["momentum"], config["clip_norm"]) == (
+        0.012345679,
+        0.9,
+        0.3,
+    )
+    clone = Network.from_config(config)
+    for key in ("learning_rate", "momentum", "clip_norm", "beta1", "beta2", "epsilon"):
+        assert getattr(clone, key) == getattr(net, key), key
+    assert clone.get_config() == config

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from livelearn._version import __version__
 from livelearn.engine import Engine
 from livelearn.errors import (
     CheckpointError,
@@ -29,8 +30,6 @@ from livelearn.interaction import InteractionData
 from livelearn.network import STATUS_NAMES, Network
 from livelearn.results import EngineStats, SparseFeatures, StepResult, StepStatus, TrainingExample
 from livelearn.targets import TargetMapper
-
-__version__ = "0.1.0"
 
 __all__ = [
     "STATUS_NAMES",

@@ -9,31 +9,12 @@ from numpy.typing import NDArray
 
 from livelearn.network import Network
 
-__all__ = ["class_probabilities", "exact_config", "network_from_state", "network_state"]
-
-_FLOAT_KEYS = ("learning_rate", "momentum", "weight_decay", "beta1", "beta2", "epsilon")
-
-
-def exact_config(network: Network) -> dict[str, Any]:
-    """``network.get_config()`` with the float32 hyperparameters at full precision
-    (``get_config`` rounds them for display), so a rebuilt network is bit-identical.
-
-    Example:
-        >>> net = Network(layers=[2, 1], learning_rate=0.1)
-        >>> exact_config(net)["learning_rate"] == float(net.learning_rate)
-        True
-    """
-    config = network.get_config()
-    for key in _FLOAT_KEYS:
-        config[key] = float(getattr(network, key))
-    clip = network.clip_norm
-    config["clip_norm"] = None if clip is None else float(clip)
-    return config
+__all__ = ["class_probabilities", "network_from_state", "network_state"]
 
 
 def network_state(network: Network) -> dict[str, Any]:
-    """A picklable snapshot of ``network``: its exact config and its tensors."""
-    return {"config": exact_config(network), "state": network.get_state()}
+    """A picklable snapshot of ``network``: its (exact) config and its tensors."""
+    return {"config": network.get_config(), "state": network.get_state()}
 
 
 def network_from_state(saved: dict[str, Any]) -> Network:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn import _core
+from livelearn import _core, persistence
+from livelearn.params import subtract
 
 __all__ = ["STATUS_NAMES", "Network", "StepRejected", "network_config", "output_for"]
 
@@ -119,21 +120,34 @@ class Network(_core.Network):
     """
 
     def get_config(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this network (JSON-serialisable)."""
+        """The constructor arguments that rebuild this network exactly (JSON-serialisable).
+
+        The native core stores hyperparameters as float32; each is given as the
+        shortest decimal that is that same float32 (``0.05``, not
+        ``0.05000000074505806``), so ``Network.from_config(net.get_config())``
+        has bit-identical settings and the values read as they were typed.
+
+        Example:
+            >>> net = Network(layers=[2, 1], learning_rate=0.0123456789)
+            >>> net.get_config()["learning_rate"]
+            0.012345679
+            >>> Network.from_config(net.get_config()).learning_rate == net.learning_rate
+            True
+        """
         return {
             "layers": list(self.layers),
             "activation": self.activation,
             "output": self.output,
             "loss": self.loss,
             "optimizer": self.optimizer,
-            "learning_rate": _tidy(self.learning_rate),
-            "momentum": _tidy(self.momentum),
-            "weight_decay": _tidy(self.weight_decay),
-            "clip_norm": None if self.clip_norm is None else _tidy(self.clip_norm),
+            "learning_rate": _exact(self.learning_rate),
+            "momentum": _exact(self.momentum),
+            "weight_decay": _exact(self.weight_decay),
+            "clip_norm": None if self.clip_norm is None else _exact(self.clip_norm),
             "seed": self.seed,
-            "beta1": _tidy(self.beta1),
-            "beta2": _tidy(self.beta2),
-            "epsilon": _tidy(self.epsilon),
+            "beta1": _exact(self.beta1),
+            "beta2": _exact(self.beta2),
+            "epsilon": _exact(self.epsilon),
         }
 
     @classmethod
@@ -163,31 +177,19 @@ class Network(_core.Network):
         missing = sorted(set(current) - set(base))
         if missing:
             raise ValueError(f"base: missing tensors {missing}")
-        out: dict[str, NDArray[np.float32]] = {}
-        for name, value in current.items():
-            b = np.asarray(base[name], dtype=np.float32)
-            if b.shape != value.shape:
-                raise ValueError(
-                    f"base: tensor {name!r} has shape {b.shape}, expected {value.shape}"
-                )
-            out[name] = value - b
-        return out
+        return subtract(current, {name: base[name] for name in current})
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network (weights, optimizer state, counters) to a checkpoint.
 
         safetensors + JSON metadata, written atomically; see :mod:`livelearn.checkpoint`.
         """
-        from livelearn.checkpoint import save_network
-
-        save_network(self, path)
+        persistence.save_network(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Network:
         """Read a network written by :meth:`save`; raises ``CheckpointError`` on any damage."""
-        from livelearn.checkpoint import load_network
-
-        return load_network(path)
+        return persistence.load_network(path, cls)
 
     def __repr__(self) -> str:
         c = self.get_config()
@@ -206,6 +208,6 @@ class Network(_core.Network):
         )
 
 
-def _tidy(value: float) -> float:
-    """Undo float32 storage noise (0.05 is kept as 0.0500000007...)."""
-    return float(f"{value:.7g}")
+def _exact(value: float) -> float:
+    """The shortest decimal that is the same float32 as ``value`` (the core's storage)."""
+    return float(np.format_float_positional(np.float32(value), unique=True, trim="-"))

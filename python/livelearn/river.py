@@ -45,7 +45,6 @@ from river import base
 
 from livelearn._adapters import (
     class_probabilities,
-    exact_config,
     network_from_state,
     network_state,
 )
@@ -179,7 +178,7 @@ def _widen_outputs(net: Network, n_outputs: int, from_binary: bool) -> Network:
     second class) becomes two one-vs-rest outputs ``-z`` and ``z``: exactly the
     same probabilities, since ``sigmoid(-z) = 1 - sigmoid(z)``.
     """
-    config = exact_config(net)
+    config = net.get_config()
     last = len(config["layers"]) - 2
     config["layers"] = [*config["layers"][:-1], n_outputs]
     wider = Network.from_config(config)

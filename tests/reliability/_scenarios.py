@@ -946,7 +946,7 @@ def rehashed(metadata: dict[str, str], tensors: dict[str, NDArray[Any]]) -> byte
     what a hand edit (or a buggy writer) that recomputes the checksum produces."""
     from safetensors.numpy import save as st_save
 
-    from livelearn.checkpoint import _digest
+    from livelearn.checkpoint_format import digest
 
     described = {
         k: (
@@ -957,7 +957,7 @@ def rehashed(metadata: dict[str, str], tensors: dict[str, NDArray[Any]]) -> byte
         for k, v in tensors.items()
     }
     metadata = dict(metadata)
-    metadata["sha256"] = _digest(metadata, described)
+    metadata["sha256"] = digest(metadata, described)
     # np.asarray keeps 0-d counters 0-d (ascontiguousarray would make them 1-d).
     return st_save({k: np.asarray(v, order="C") for k, v in tensors.items()}, metadata=metadata)
 

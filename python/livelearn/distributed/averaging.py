@@ -24,12 +24,15 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+# The element-wise operations live one layer down (Network.delta_since uses
+# subtract too); they are part of this module's public API as well.
+from livelearn.params import Params, add_scaled, check_finite, check_same_layout, subtract
 
 __all__ = [
     "Params",
@@ -39,27 +42,6 @@ __all__ = [
     "check_finite",
     "subtract",
 ]
-
-#: A parameter (or full state) dictionary: tensor name -> array.
-Params = Mapping[str, NDArray[Any]]
-
-
-def _check_same_layout(items: Sequence[Params], what: str) -> list[str]:
-    """The (sorted) names shared by every item; ValueError on any mismatch."""
-    if not items:
-        raise ValueError(f"{what}: need at least one")
-    names = sorted(items[0])
-    shapes = {n: np.shape(items[0][n]) for n in names}
-    for i, item in enumerate(items[1:], start=1):
-        if sorted(item) != names:
-            extra = sorted(set(item) ^ set(names))
-            raise ValueError(f"{what}[{i}]: tensor names differ from {what}[0] ({extra})")
-        for n in names:
-            if np.shape(item[n]) != shapes[n]:
-                raise ValueError(
-                    f"{what}[{i}]: tensor {n!r} has shape {np.shape(item[n])}, expected {shapes[n]}"
-                )
-    return names
 
 
 def _check_weights(weights: Sequence[float] | None, n: int) -> NDArray[np.float64]:
@@ -111,7 +93,7 @@ def average_deltas(
         >>> average_deltas([a, b], sparse=True)["w"].tolist()
         [0.30000001192092896, 0.30000001192092896]
     """
-    names = _check_same_layout(deltas, "deltas")
+    names = check_same_layout(deltas, "deltas")
     w = _check_weights(weights, len(deltas))
     total = float(w.sum())
     out: dict[str, NDArray[np.float32]] = {}
@@ -157,7 +139,7 @@ def average_states(
         >>> bool(np.allclose(c.get_state()["layers.0.weight"], w))
         True
     """
-    names = _check_same_layout(states, "states")
+    names = check_same_layout(states, "states")
     w = _check_weights(weights, len(states))
     total = float(w.sum())
     out: dict[str, NDArray[Any]] = {}
@@ -174,55 +156,3 @@ def average_states(
                 acc += wi * np.asarray(state[name], dtype=np.float64)
         out[name] = (acc / total).astype(np.float32)
     return out
-
-
-def subtract(a: Params, b: Params) -> dict[str, NDArray[np.float32]]:
-    """``a - b`` tensor by tensor (float32); the names and shapes must match.
-
-    Example:
-        >>> import numpy as np
-        >>> subtract({"w": np.array([3.0])}, {"w": np.array([1.0])})["w"].tolist()
-        [2.0]
-    """
-    names = _check_same_layout([a, b], "operands")
-    return {
-        n: (np.asarray(a[n], dtype=np.float32) - np.asarray(b[n], dtype=np.float32)).astype(
-            np.float32, copy=False
-        )
-        for n in names
-    }
-
-
-def add_scaled(a: Params, b: Params, scale: float = 1.0) -> dict[str, NDArray[np.float32]]:
-    """``a + scale * b`` tensor by tensor (float32); the names and shapes must match.
-
-    Example:
-        >>> import numpy as np
-        >>> add_scaled({"w": np.array([1.0])}, {"w": np.array([2.0])}, 0.5)["w"].tolist()
-        [2.0]
-    """
-    if not math.isfinite(scale):
-        raise ValueError(f"scale: must be finite, got {scale}")
-    names = _check_same_layout([a, b], "operands")
-    s = np.float32(scale)
-    return {
-        n: (np.asarray(a[n], dtype=np.float32) + s * np.asarray(b[n], dtype=np.float32)).astype(
-            np.float32, copy=False
-        )
-        for n in names
-    }
-
-
-def check_finite(params: Params, what: str = "delta") -> None:
-    """Raise ValueError if any tensor holds NaN or an infinity.
-
-    Example:
-        >>> import numpy as np
-        >>> check_finite({"w": np.array([np.nan])})
-        Traceback (most recent call last):
-        ...
-        ValueError: delta: tensor 'w' holds NaN or infinite values
-    """
-    for name, value in params.items():
-        if not np.isfinite(np.asarray(value)).all():
-            raise ValueError(f"{what}: tensor {name!r} holds NaN or infinite values")

@@ -56,19 +56,27 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.distributed.averaging import add_scaled, average_deltas, check_finite
+from livelearn.checkpoint import load_network, read_checkpoint, save_network
+from livelearn.distributed.averaging import add_scaled, average_deltas
 from livelearn.distributed.transport import SyncReply
 from livelearn.network import Network
+from livelearn.validation import (
+    check_choice,
+    check_int,
+    check_interval,
+    check_optional_int,
+    check_path,
+    check_positive,
+)
 
 __all__ = ["Coordinator", "CoordinatorStats", "MergeRule"]
 
@@ -147,34 +155,22 @@ class Coordinator:
     ) -> None:
         if not isinstance(network, Network):
             raise TypeError(f"network: expected a livelearn.Network, got {type(network).__name__}")
-        if merge not in _RULES:
-            raise ValueError(f"merge: must be one of {_RULES}, got {merge!r}")
-        if isinstance(server_lr, bool) or not (
-            isinstance(server_lr, (int, float)) and math.isfinite(server_lr) and server_lr > 0
-        ):
-            raise ValueError(f"server_lr: must be a finite number > 0, got {server_lr!r}")
-        if round_size is not None and (
-            isinstance(round_size, bool) or not isinstance(round_size, int) or round_size < 1
-        ):
-            raise ValueError(f"round_size: must be an int >= 1 or None, got {round_size!r}")
-        if checkpoint_every is not None and (
-            isinstance(checkpoint_every, bool)
-            or not isinstance(checkpoint_every, int)
-            or checkpoint_every < 1
-        ):
-            raise ValueError(f"checkpoint_every: must be an int >= 1, got {checkpoint_every!r}")
-        if checkpoint_interval is not None and not checkpoint_interval > 0:
-            raise ValueError(f"checkpoint_interval: must be > 0, got {checkpoint_interval!r}")
-        if checkpoint_path is None and (checkpoint_every or checkpoint_interval):
+        self._merge = cast(MergeRule, check_choice("merge", merge, _RULES))
+        self._server_lr = check_positive("server_lr", server_lr)
+        self._round_size = check_optional_int("round_size", round_size, low=1)
+        self._every = check_optional_int("checkpoint_every", checkpoint_every, low=1)
+        self._interval = check_interval("checkpoint_interval", checkpoint_interval)
+        if checkpoint_path is None and (self._every is not None or self._interval is not None):
             raise ValueError("checkpoint_every/checkpoint_interval need a checkpoint_path")
+        self._path = (
+            None if checkpoint_path is None else check_path("checkpoint_path", checkpoint_path)
+        )
         self._net = network
-        self._merge: MergeRule = merge
-        self._server_lr = float(server_lr)
-        self._round_size = round_size
+        # The native apply_delta is the one check of a delta's layout; a
+        # "fedavg" push is only buffered, so it is checked on this probe (same
+        # configuration, weight 0: nothing changes) before it is taken.
+        self._probe = Network.from_config(network.get_config())
         self._sparse = bool(sparse)
-        self._path = None if checkpoint_path is None else os.fspath(checkpoint_path)
-        self._every = checkpoint_every
-        self._interval = checkpoint_interval
         self._lock = threading.Lock()
         self._version = 0
         self._steps = int(network.steps)
@@ -215,8 +211,6 @@ class Coordinator:
             >>> Coordinator.restore(path).stats().checkpoint_version
             0
         """
-        from livelearn.checkpoint import load_network, read_checkpoint
-
         network = load_network(path)  # verifies the checksum and every tensor
         section = read_checkpoint(path).meta.get("coordinator")
         options.setdefault("checkpoint_path", path)
@@ -249,18 +243,14 @@ class Coordinator:
             ValueError: a delta of the wrong layout or with non-finite values,
                 negative ``steps``, ``seq`` < 1 (nothing is changed).
         """
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            raise ValueError(f"steps: must be an int >= 0, got {steps!r}")
-        if isinstance(seq, bool) or not isinstance(seq, (int, np.integer)) or seq < 1:
-            raise ValueError(f"seq: must be an int >= 1, got {seq!r}")
-        steps, seq = int(steps), int(seq)
-        check_finite(delta)
+        steps = check_int("steps", steps, low=0)
+        seq = check_int("seq", seq, low=1)
+        arrays = self._checked(delta)
         with self._lock:
             self._known.add(replica_id)
             if seq <= self._seqs.get(replica_id, 0):
                 self._duplicates += 1
                 return self._reply(replica_id)
-            arrays = self._validated(delta)
             tentative: dict[str, NDArray[np.float32]] | None = None
             if self._merge == "delta":
                 self._net.apply_delta(arrays, self._server_lr)  # raises before any change
@@ -306,8 +296,6 @@ class Coordinator:
             self._save_locked(target)
 
     def _save_locked(self, path: str) -> None:
-        from livelearn.checkpoint import _exact_config, _write
-
         self._close_round()  # every push taken is in the file, as its seq says
         state = self._net.get_state()
         state["counters.steps"] = np.array(self._steps, dtype=np.int64)
@@ -320,9 +308,7 @@ class Coordinator:
             "server_lr": self._server_lr,
             "sparse": self._sparse,
         }
-        tensors = {f"network.{k}": v for k, v in state.items()}
-        meta = {"network": _exact_config(self._net), "coordinator": section}
-        _write(path, "network", meta, tensors)
+        save_network(self._net, path, metadata={"coordinator": section})
         self._checkpoints += 1
         self._ckpt_version = self._version
         self._last_save = time.monotonic()
@@ -377,20 +363,22 @@ class Coordinator:
             self._net.parameters(), self._version, self._steps, self._seqs.get(replica_id, 0)
         )
 
-    def _validated(self, delta: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[np.float32]]:
-        layout = [name for name, _ in self._net._state_layout() if name.startswith("layers.")]
-        shapes = dict(self._net._state_layout())
-        if sorted(delta) != sorted(layout):
-            raise ValueError(f"delta: expected exactly the tensors {layout}, got {sorted(delta)}")
-        out: dict[str, NDArray[np.float32]] = {}
-        for name in layout:
-            array = np.asarray(delta[name], dtype=np.float32)
-            if tuple(array.shape) != tuple(shapes[name]):
+    def _checked(self, delta: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[np.float32]]:
+        """``delta`` as float32 arrays, once the native core accepted its layout
+        and values (a ValueError otherwise, naming the tensors expected)."""
+        if not isinstance(delta, Mapping):
+            raise TypeError(f"delta: expected a dict of arrays, got {type(delta).__name__}")
+        arrays = {name: np.asarray(value, dtype=np.float32) for name, value in delta.items()}
+        try:
+            self._probe.apply_delta(arrays, 0.0)
+        except ValueError as exc:
+            expected = sorted(self._probe.parameters())
+            if sorted(arrays) != expected:
                 raise ValueError(
-                    f"delta: tensor {name!r} has shape {array.shape}, expected {shapes[name]}"
-                )
-            out[name] = array
-        return out
+                    f"delta: expected exactly the tensors {expected}, got {sorted(arrays)}"
+                ) from exc
+            raise
+        return arrays
 
     def _round_average(self) -> dict[str, NDArray[np.float32]] | None:
         steps = [s for _, s in self._buffer.values()]

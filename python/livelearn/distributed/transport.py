@@ -32,13 +32,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
-
-if TYPE_CHECKING:
-    from livelearn.distributed.coordinator import Coordinator
 
 __all__ = ["InProcessTransport", "SyncReply", "Transport"]
 
@@ -96,7 +93,9 @@ class InProcessTransport:
         (1, 10, 1)
     """
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: Transport) -> None:
+        # Typed by what is called on it: a Coordinator has pull and push with
+        # these signatures (and this module need not import it).
         self.coordinator = coordinator
 
     def pull(self, replica_id: str) -> SyncReply:

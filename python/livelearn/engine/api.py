@@ -14,14 +14,16 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.engine import forking
+from livelearn import persistence
+from livelearn.autosave import AutoSaver
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.dispatcher import Dispatcher
+from livelearn.engine.forking import register as register_for_fork
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -37,9 +39,6 @@ from livelearn.network import Network, network_config
 from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
 from livelearn.targets import TargetFn, TargetMapper, TargetValue
 from livelearn.validation import check_choice, check_int, check_name, check_sizes
-
-if TYPE_CHECKING:
-    from livelearn.checkpoint import AutoSaver
 
 __all__ = ["Engine", "OverloadPolicy", "SubmitHook"]
 
@@ -209,8 +208,6 @@ class Engine:
         )
         self._autosave: AutoSaver | None = None  # None: no cost on the hot path
         if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
-            from livelearn.checkpoint import AutoSaver
-
             self._autosave = AutoSaver(checkpoint_path, checkpoint_every, checkpoint_interval)
         self._dispatcher = Dispatcher(
             self._queue,
@@ -228,7 +225,7 @@ class Engine:
         self._closed = False
         self._started_at: float | None = None
         self._state_lock = threading.Lock()  # initialize/close transitions
-        forking.register(self)
+        register_for_fork(self)
 
     # Names the persistence glue below reads (kept so it stays verbatim).
     @property
@@ -448,9 +445,7 @@ class Engine:
         boundary and holds the dispatcher only for the copy.
         See :mod:`livelearn.checkpoint` for the format.
         """
-        from livelearn.checkpoint import save_engine
-
-        save_engine(self, path)
+        persistence.save_engine(self, path)
 
     @classmethod
     def load(
@@ -467,9 +462,7 @@ class Engine:
         :class:`~livelearn.checkpoint.CheckpointError` for any damaged or
         foreign file; nothing half-loaded is ever returned.
         """
-        from livelearn.checkpoint import load_engine
-
-        return load_engine(path, targets=targets, initialize=initialize)
+        return persistence.load_engine(path, cls, targets=targets, initialize=initialize)
 
     def export_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """A consistent snapshot: tensors (network state, history) and metadata
@@ -537,6 +530,8 @@ class Engine:
                 pending = self._queue.submitted - self._ledger.resolved
                 self._queue.submitted = done + pending
             self._ledger.resolved = done
+            if self._autosave is not None:  # the next periodic save counts from here
+                self._autosave.mark_saved(c.trained)
 
     # ------------------------------------------------------------------ read side
     def predict(self, interaction: InteractionData) -> float | NDArray[np.float32]:

@@ -44,7 +44,7 @@ from livelearn.results import StepResult, StepStatus
 from livelearn.targets import TargetMapper
 
 if TYPE_CHECKING:
-    from livelearn.checkpoint import AutoSaver
+    from livelearn.autosave import AutoSaver
 
 __all__ = ["IDLE_POLL_S", "Dispatcher"]
 
@@ -167,7 +167,7 @@ class Dispatcher:
         if self.autosave is not None:
             owner = self._owner()
             if owner is not None:
-                self.autosave.maybe_save(owner)
+                self.autosave.maybe_save(owner.stats().steps, owner.save)
             del owner
         self.queue.notify_room()
 
