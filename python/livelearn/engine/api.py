@@ -23,6 +23,7 @@ from livelearn import persistence
 from livelearn.autosave import AutoSaver
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.dispatcher import Dispatcher
+from livelearn.engine.forking import ForkHooks
 from livelearn.engine.forking import register as register_for_fork
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
@@ -225,7 +226,7 @@ class Engine:
         self._closed = False
         self._started_at: float | None = None
         self._state_lock = threading.Lock()  # initialize/close transitions
-        register_for_fork(self)
+        register_for_fork(self, _FORK_HOOKS)
 
     # Names the persistence glue below reads (kept so it stays verbatim).
     @property
@@ -309,18 +310,18 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ fork
-    def before_fork(self) -> None:
+    def _before_fork(self) -> None:
         """Fork hook (see :mod:`livelearn.engine.forking`): wait for the native
         call in flight and for a batch being resolved."""
         self._dispatcher.before_fork()
         self._done.acquire()
 
-    def after_fork_in_parent(self) -> None:
-        """Fork hook: undo :meth:`before_fork`."""
+    def _after_fork_in_parent(self) -> None:
+        """Fork hook: undo :meth:`_before_fork`."""
         self._done.release()
         self._dispatcher.after_fork_in_parent()
 
-    def after_fork_in_child(self) -> None:
+    def _after_fork_in_child(self) -> None:
         """Fork hook. The child has no dispatcher threads; every lock is replaced
         (another thread of the parent may have held one). The engine stays
         readable (stats, history, save) and refuses new work with a clear error.
@@ -660,3 +661,8 @@ class Engine:
             "checkpoint_every": None if self._autosave is None else self._autosave.every,
             "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
         }
+
+
+_FORK_HOOKS = ForkHooks(
+    Engine._before_fork, Engine._after_fork_in_parent, Engine._after_fork_in_child
+)
