@@ -469,7 +469,7 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                              capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "python/livelearn/engine.py"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "python/livelearn/engine"],
                                cwd=ROOT, capture_output=True, text=True, timeout=10)  # fmt: skip
         return out.stdout.strip() + ("+dirty-engine" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

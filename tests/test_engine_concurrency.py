@@ -699,3 +699,18 @@ def test_step_numbers_survive_a_step_landing_right_after_a_batch(
     steps = [f.result(WAIT).step for f in futures]
     assert steps == [1, 2, 3, 4]  # the batch's own steps, not shifted by the 5th
     assert engine.network.steps == 5
+
+
+def test_an_engine_closed_without_waiting_is_released_once_drained() -> None:
+    """Nothing (the exit hook included) keeps a drained engine or its dispatcher alive."""
+    engine = Engine(targets=TARGETS).initialize()
+    engine.train_step(item()).result(WAIT)
+    engine.close(wait=False)
+    dispatcher = weakref.ref(engine._dispatcher)
+    for thread in engine._dispatcher.threads:
+        thread.join(WAIT)
+    ref = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert ref() is None
+    assert dispatcher() is None

@@ -7,7 +7,6 @@ engine nobody references is garbage-collected and its dispatcher drains.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -22,9 +21,10 @@ from numpy.typing import NDArray
 
 from livelearn import persistence
 from livelearn.autosave import AutoSaver
-from livelearn.engine import forking
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.dispatcher import Dispatcher
+from livelearn.engine.forking import ForkHooks
+from livelearn.engine.forking import register as register_for_fork
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -62,15 +62,6 @@ _WORKERS_WARNING = (
 SubmitHook = Callable[[Sequence[StepFuture[StepResult]]], None]
 
 
-def _skip_futures(
-    ledger: Ledger, done: threading.Condition, futures: list[StepFuture[StepResult]], reason: str
-) -> None:
-    """Resolve already-counted Futures as skipped (never trained)."""
-    ledger.skipped(len(futures))
-    result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
-    resolve_all(done, futures, [result] * len(futures))
-
-
 class Engine:
     """Learns live from interactions: ``train_step`` returns a Future at once.
 
@@ -93,11 +84,14 @@ class Engine:
         log_every: log the loss at INFO every this many trained steps (0: never).
         max_pending: most interactions queued at once; see ``overload``.
         workers: dispatcher threads. With more than one, one batch is encoded
-            and its targets computed while another trains natively (batches are
-            still trained one at a time, so batches may reach the network out of
-            submission order); 1 keeps submission order. Emits a
-            ``RuntimeWarning`` above 1: see ``docs/concurrency.md`` for why it
-            does not pay on a small machine.
+            and its targets computed (in Python) while another is inside its
+            GIL-free native call; batches are still trained one at a time, in
+            the order they enter the native call, which may differ from
+            submission order (within a batch, submission order holds); target
+            functions and encoders may then run in several threads at once.
+            1 (default) trains in submission order. Above 1 a
+            ``RuntimeWarning`` says it was measured not to pay on a 2-core
+            machine (see the concurrency docs).
         overload: what ``train_step`` does when ``max_pending`` are queued:
             ``"block"`` waits for room, ``"raise"`` raises
             :class:`EngineOverloaded`, ``"drop_oldest"`` drops the oldest queued
@@ -108,12 +102,6 @@ class Engine:
         n_outputs: network outputs (default: the targets' ``n_outputs``, else 1).
         momentum, weight_decay, clip_norm: optimizer options of :class:`Network`.
 
-    After ``os.fork()`` the child's copy of an engine refuses ``train_step``,
-    ``train_many`` and ``predict`` with :class:`EngineClosed` (its dispatcher
-    thread does not survive a fork; the fork waits for the current batch, so no
-    lock is inherited mid-step); ``stats()``, ``history`` and ``save()`` still
-    work there. Create engines after forking, e.g. in each worker of a
-    pre-forking server.
         checkpoint_path: where periodic checkpoints go (see :meth:`save`); needs
             ``checkpoint_every`` and/or ``checkpoint_interval``.
         checkpoint_every: save after every this many trained steps.
@@ -121,6 +109,13 @@ class Engine:
             (checked after each batch). A due save runs in a background thread
             (one at a time); training only pauses while the state is copied.
             Call :meth:`save` yourself for a final checkpoint after :meth:`close`.
+
+    After ``os.fork()`` the child's copy of an engine refuses ``train_step``,
+    ``train_many`` and ``predict`` with :class:`EngineClosed` (its dispatcher
+    thread does not survive a fork; the fork waits for the native call in flight, so no
+    lock is inherited mid-step); ``stats()``, ``history`` and ``save()`` still
+    work there. Create engines after forking, e.g. in each worker of a
+    pre-forking server.
 
     Example:
         >>> from livelearn import Engine, InteractionData
@@ -209,7 +204,6 @@ class Engine:
             ),
             self._log_every,
         )
-        self._skip_fn = functools.partial(_skip_futures, self._ledger, self._done)
         self._queue = SubmissionQueue(
             self._max_pending, self._overload, self._batch_size, self._ledger, self._done
         )
@@ -232,7 +226,7 @@ class Engine:
         self._closed = False
         self._started_at: float | None = None
         self._state_lock = threading.Lock()  # initialize/close transitions
-        forking.register(self)
+        register_for_fork(self, _FORK_HOOKS)
 
     # Names the persistence glue below reads (kept so it stays verbatim).
     @property
@@ -316,18 +310,18 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ fork
-    def before_fork(self) -> None:
+    def _before_fork(self) -> None:
         """Fork hook (see :mod:`livelearn.engine.forking`): wait for the native
         call in flight and for a batch being resolved."""
         self._dispatcher.before_fork()
         self._done.acquire()
 
-    def after_fork_in_parent(self) -> None:
-        """Fork hook: undo :meth:`before_fork`."""
+    def _after_fork_in_parent(self) -> None:
+        """Fork hook: undo :meth:`_before_fork`."""
         self._done.release()
         self._dispatcher.after_fork_in_parent()
 
-    def after_fork_in_child(self) -> None:
+    def _after_fork_in_child(self) -> None:
         """Fork hook. The child has no dispatcher threads; every lock is replaced
         (another thread of the parent may have held one). The engine stays
         readable (stats, history, save) and refuses new work with a clear error.
@@ -339,7 +333,7 @@ class Engine:
         inherited = self._queue.after_fork_in_child()
         inherited += self._dispatcher.after_fork_in_child()
         if inherited:
-            self._skip_fn(inherited, _SKIPPED_FORKED)
+            self._skip(inherited, _SKIPPED_FORKED)
 
     # ------------------------------------------------------------------ submit
     def add_submit_hook(self, hook: SubmitHook) -> None:
@@ -428,6 +422,12 @@ class Engine:
             self._notify_submit(futures)
         return futures
 
+    def _skip(self, futures: list[StepFuture[StepResult]], reason: str) -> None:
+        """Resolve already-counted Futures as skipped (never trained)."""
+        self._ledger.skipped(len(futures))
+        result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
+        resolve_all(self._done, futures, [result] * len(futures))
+
     def _skip_uninitialized(self, futures: list[StepFuture[StepResult]]) -> None:
         logger.warning("%d step(s) %s", len(futures), _SKIPPED_UNINITIALIZED)
         self._submit_skipped(futures, _SKIPPED_UNINITIALIZED)
@@ -436,7 +436,7 @@ class Engine:
         """Count Futures handed out for steps that will never be queued, and
         resolve them as skipped."""
         self._queue.count(len(futures))
-        self._skip_fn(futures, reason)
+        self._skip(futures, reason)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -661,3 +661,8 @@ class Engine:
             "checkpoint_every": None if self._autosave is None else self._autosave.every,
             "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
         }
+
+
+_FORK_HOOKS = ForkHooks(
+    Engine._before_fork, Engine._after_fork_in_parent, Engine._after_fork_in_child
+)

@@ -56,7 +56,7 @@ logger = logging.getLogger("livelearn")
 # idle engine 20 wake-ups a second and nothing on the hot path.
 IDLE_POLL_S = 0.05
 
-# Dispatchers with threads not yet joined by close(): drained at exit.
+# Dispatchers with threads still running: drained at exit.
 _RUNNING: set[Dispatcher] = set()
 
 
@@ -90,6 +90,8 @@ class Dispatcher:
         self._train_holder: int | None = None  # thread id holding train_lock
         self._held_for_fork = False
         self.threads: list[threading.Thread] = []
+        self._alive = 0  # threads started and not yet finished
+        self._exit_lock = threading.Lock()
         # Batches taken from the queue and not yet resolved, by thread id: after
         # a fork, the child resolves the copies of other threads' batches.
         self.inflight: dict[int, list[Entry]] = {}
@@ -101,6 +103,7 @@ class Dispatcher:
             self.threads.append(
                 threading.Thread(target=self._loop, name=f"livelearn-dispatcher-{i}", daemon=True)
             )
+        self._alive = len(self.threads)
         _RUNNING.add(self)
         for thread in self.threads:
             thread.start()
@@ -125,6 +128,15 @@ class Dispatcher:
         return finished
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            with self._exit_lock:
+                self._alive -= 1
+                if self._alive == 0:  # the last thread: nothing left to drain at exit
+                    _RUNNING.discard(self)
+
+    def _serve(self) -> None:
         in_dispatcher.active = True
         queue = self.queue
         items = queue.items
@@ -210,8 +222,10 @@ class Dispatcher:
         """No threads survive; returns the unresolved Futures of other threads'
         batches (this thread's own batch, if any, goes on here)."""
         self.train_lock = threading.Lock()
+        self._exit_lock = threading.Lock()
         self._train_holder = None
         self.threads = []
+        self._alive = 0
         _RUNNING.discard(self)
         me = threading.get_ident()
         inherited: list[StepFuture[StepResult]] = []
