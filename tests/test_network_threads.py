@@ -8,6 +8,7 @@ progress the same thread makes alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 
@@ -51,6 +52,18 @@ def count_during(action) -> tuple[int, float]:
     counter.stop = True
     counter.join()
     return done, elapsed
+
+
+def count_interleaved(action, rounds: int) -> tuple[int, int]:
+    """The counter's progress during ``action`` and during sleeps as long, taken
+    in ``rounds`` alternations: both sums see the same machine load, however it
+    changes (one long measurement of each could fall in a busy and a quiet spell)."""
+    during = alone = 0
+    for _ in range(rounds):
+        done, elapsed = count_during(action)
+        idle, _ = count_during(functools.partial(time.sleep, elapsed))
+        during, alone = during + done, alone + idle
+    return during, alone
 
 
 class StepWatcher(threading.Thread):
@@ -122,12 +135,11 @@ def test_costly_single_example_calls_release_the_gil():
 
     def calls() -> None:
         t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 0.3:
+        while time.perf_counter() - t0 < 0.05:
             net.train_step(x, 1.0)
             net.predict(X)
 
-    during, elapsed = count_during(calls)
-    alone, _ = count_during(lambda: time.sleep(elapsed))
+    during, alone = count_interleaved(calls, rounds=6)
     assert net.steps > 0
     assert during > 0.3 * alone, (during, alone)
 
