@@ -387,7 +387,7 @@ def test_simulator_is_fast_enough() -> None:
     """The simulator costs a constant (the vectorised draws) plus a small, fixed
     amount of Python per event (one InteractionData), so 200k events take about
     3 s. Measured in calls, not seconds: a wall-clock bound (once ``< 10 s``)
-    failed on a busy machine (21 s beside one CPU-bound process)."""
+    failed on a busy machine (12-21 s beside CPU-bound processes)."""
     simulate_interactions(100)  # imports and first-call caches stay out of the counts
     sizes = (5_000, 10_000, 20_000)
     calls = [_python_calls(functools.partial(simulate_interactions, n)) for n in sizes]

@@ -1,4 +1,24 @@
-"""Every error livelearn raises on purpose, importable from one place."""
+"""Every error livelearn raises on purpose, importable from one place.
+
+Bad input raises a typed error that says which field is wrong and why:
+
+    >>> from livelearn import Engine, InteractionData
+    >>> from livelearn.errors import EngineClosed, InvalidInteraction
+    >>> try:
+    ...     InteractionData("click", float("nan"), "user-1")
+    ... except InvalidInteraction as err:
+    ...     print(err.field, "|", err.reason)
+    timestamp | must be finite, got nan
+
+A closed engine refuses more work:
+
+    >>> engine = Engine(targets={"click": 1.0}, log_every=0).initialize()
+    >>> engine.close()
+    >>> engine.train_step(InteractionData("click", 0.0, "user-1"))
+    Traceback (most recent call last):
+        ...
+    livelearn.errors.EngineClosed: train_step after close()
+"""
 
 from __future__ import annotations
 
