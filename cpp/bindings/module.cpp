@@ -20,6 +20,8 @@
 namespace py = pybind11;
 using namespace livelearn;
 
+void register_field_model(py::module_& m);  // cpp/bindings/field_model.cpp
+
 namespace {
 
 [[noreturn]] void type_error(const std::string& msg);
@@ -385,6 +387,8 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("RUNTIME_DISPATCH") = false;
 #endif
+
+  register_field_model(m);
 
   py::class_<PyNetwork>(m, "Network")
       .def(py::init([](py::handle layers, const std::string& activation, const std::string& output,

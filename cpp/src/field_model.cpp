@@ -725,6 +725,45 @@ void FieldModel::apply_delta(const std::vector<const float*>& deltas, float weig
   ++version_;
 }
 
+namespace {
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string out = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + (shape.size() == 1 ? ",)" : ")");
+}
+}  // namespace
+
+std::vector<const float*> FieldModel::match_layout(const std::vector<FieldTensorView>& views,
+                                                   std::size_t n_tensors, const char* what) const {
+  std::vector<const float*> out(n_tensors, nullptr);
+  for (const auto& v : views) {
+    std::size_t t = 0;
+    while (t < n_tensors && layout_[t].name != v.name) ++t;
+    if (t == n_tensors) {
+      invalid(std::string(what) + ": unexpected tensor '" + v.name +
+              "' for this model's configuration");
+    }
+    if (out[t]) invalid(std::string(what) + ": tensor '" + v.name + "' given twice");
+    if (v.shape != layout_[t].shape) {
+      invalid(std::string(what) + ": tensor '" + v.name + "' has shape " + shape_text(v.shape) +
+              ", expected " + shape_text(layout_[t].shape));
+    }
+    out[t] = v.data;
+  }
+  for (std::size_t t = 0; t < n_tensors; ++t)
+    if (!out[t]) invalid(std::string(what) + ": missing tensor '" + layout_[t].name + "'");
+  return out;
+}
+
+void FieldModel::import_state(const std::vector<FieldTensorView>& tensors,
+                              const FieldCounters& counters) {
+  import_state(match_layout(tensors, layout_.size(), "state"), counters);
+}
+
+void FieldModel::apply_delta(const std::vector<FieldTensorView>& deltas, float weight) {
+  apply_delta(match_layout(deltas, n_param_tensors_, "delta"), weight);
+}
+
 FieldCounters FieldModel::counters() const {
   std::shared_lock<RwLock> lock(mutex_);
   return {steps_, rejected_steps_};

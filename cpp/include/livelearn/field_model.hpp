@@ -123,6 +123,13 @@ struct FieldTensor {
   std::size_t size;
 };
 
+// A named tensor handed in from outside (a checkpoint, a delta).
+struct FieldTensorView {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  const float* data;
+};
+
 struct FieldCounters {
   std::uint64_t steps;
   std::uint64_t rejected_steps;
@@ -173,6 +180,11 @@ class FieldModel {
   // a new parameter is not finite.
   void apply_delta(const std::vector<const float*>& deltas, float weight);
 
+  // The same, by name: throws std::invalid_argument naming a missing,
+  // unexpected or wrongly shaped tensor (the layout checks live here only).
+  void import_state(const std::vector<FieldTensorView>& tensors, const FieldCounters& counters);
+  void apply_delta(const std::vector<FieldTensorView>& deltas, float weight);
+
   FieldCounters counters() const;
   // Counts every change of the parameters: accepted steps, imports, deltas.
   std::uint64_t version() const;
@@ -182,6 +194,8 @@ class FieldModel {
  private:
   FieldStepResult step_locked(const FieldRow& row, float y, float weight, Scratch& s);
   double forward(const FieldRow& row, Scratch& s) const;  // the logit
+  std::vector<const float*> match_layout(const std::vector<FieldTensorView>& views,
+                                         std::size_t n_tensors, const char* what) const;
   float* add_tensor(const std::string& name, std::vector<std::int64_t> shape, float fill,
                     bool non_negative = false);
 
