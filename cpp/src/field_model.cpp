@@ -159,6 +159,7 @@ void FieldConfig::validate() const {
   positive(bias_learning_rate, "bias_learning_rate");
   non_negative(l1, "l1");
   non_negative(l2, "l2");
+  non_negative(embedding_l2, "embedding_l2");
   non_negative(ftrl_beta, "ftrl_beta");
   non_negative(initial_accumulator, "initial_accumulator");
   positive(epsilon, "epsilon");
@@ -460,7 +461,7 @@ FieldStepResult FieldModel::step_locked(const FieldRow& row, float y, float weig
   const double eps = static_cast<double>(c.epsilon);
   const RuleParams bias_r{wide_rule, c.bias_learning_rate, 0.0, 0.0, c.ftrl_beta, eps};
   const RuleParams wide_r{wide_rule, c.learning_rate, c.l1, c.l2, c.ftrl_beta, eps};
-  const RuleParams emb_r{dense_rule, c.embedding_learning_rate, 0.0, c.l2, 0.0, eps};
+  const RuleParams emb_r{dense_rule, c.embedding_learning_rate, 0.0, c.embedding_l2, 0.0, eps};
   const RuleParams mlp_r{dense_rule, c.mlp_learning_rate, 0.0, 0.0, 0.0, eps};
 
   s.staged.clear();

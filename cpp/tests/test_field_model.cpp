@@ -64,6 +64,7 @@ FieldConfig small_config(FieldLoss loss, FieldActivation act, std::vector<int> h
   c.loss = loss;
   c.optimizer = FieldOptimizer::SGD;
   c.learning_rate = c.embedding_learning_rate = c.mlp_learning_rate = c.bias_learning_rate = 1.0f;
+  c.l2 = c.embedding_l2 = 0.0f;  // the step then subtracts exactly the loss' gradient
   c.seed = 3;
   return c;
 }
@@ -141,7 +142,9 @@ FieldConfig one_field(FieldOptimizer opt) {
 }
 
 TEST(FieldModel, AdaGradFirstUpdateIsLearningRateTimesSign) {
-  FieldModel m(one_field(FieldOptimizer::AdaGrad));
+  FieldConfig c = one_field(FieldOptimizer::AdaGrad);
+  c.initial_accumulator = 0.0f;
+  FieldModel m(c);
   const std::int64_t idx = 5;
   const float val = 0.01f;  // a tiny gradient still moves the weight by lr
   const std::int32_t fld = 0;
