@@ -87,9 +87,14 @@ def parity_stream(n_users: int, n_items: int, n_events: int, seed: int = 0) -> S
     same = users % 2 == items % 2
     labels = (same & (rng.random(n_events) < 0.8)).astype(np.float64)
     # The outcome is the label; the action type is constant (it is not the outcome).
-    tokens = [[f"user=u{u}", "action=view", f"item=i{i}"] for u, i in zip(users, items)]
+    tokens = [
+        [f"user=u{u}", "action=view", f"item=i{i}"] for u, i in zip(users, items, strict=True)
+    ]
     uu, ii = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
-    pairs = [[f"user=u{u}", "action=view", f"item=i{i}"] for u, i in zip(uu.ravel(), ii.ravel())]
+    pairs = [
+        [f"user=u{u}", "action=view", f"item=i{i}"]
+        for u, i in zip(uu.ravel(), ii.ravel(), strict=True)
+    ]
     return Stream(
         f"parity {n_users}x{n_items}, {n_events // 1000}k",
         ["user", "action", "item"],
@@ -104,8 +109,7 @@ def parity_stream(n_users: int, n_items: int, n_events: int, seed: int = 0) -> S
 def simulator_stream(n_events: int, seed: int = 0) -> Stream:
     sim = simulate_interactions(n_events=n_events, seed=seed)
     tokens = [
-        _event_tokens(e, {"hour": str(int(e.timestamp % 86_400 // 3600))})
-        for e in sim.interactions
+        _event_tokens(e, {"hour": str(int(e.timestamp % 86_400 // 3600))}) for e in sim.interactions
     ]
     return Stream(
         f"simulator {n_events // 1000}k",
@@ -198,7 +202,8 @@ class FieldLearner(Learner):
 
     def size(self) -> str:
         state = sum(int(np.prod(shape)) for _, shape in self.model._state_layout())
-        return f"{self.model.n_parameters:,} parameters ({4 * state / 2**20:.0f} MiB with optimizer state)"
+        mib = 4 * state / 2**20
+        return f"{self.model.n_parameters:,} parameters ({mib:.0f} MiB with optimizer state)"
 
 
 class NumpyLogistic(Learner):
@@ -217,7 +222,7 @@ class NumpyLogistic(Learner):
         w, lr = self.w, self.lr
         out = np.empty(len(rows))
         start = time.perf_counter()
-        for r, (row, y) in enumerate(zip(rows, stream.labels.tolist())):
+        for r, (row, y) in enumerate(zip(rows, stream.labels.tolist(), strict=True)):
             z = self.b + sum(w[j] for j in row)
             p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
             out[r] = p
@@ -246,7 +251,7 @@ class RiverLogistic(Learner):
         out = np.empty(len(xs))
         m = self.model
         start = time.perf_counter()
-        for r, (x, y) in enumerate(zip(xs, stream.labels.tolist())):
+        for r, (x, y) in enumerate(zip(xs, stream.labels.tolist(), strict=True)):
             out[r] = m.predict_proba_one(x).get(True, 0.0)
             m.learn_one(x, y > 0.5)
         return out, time.perf_counter() - start
@@ -281,7 +286,9 @@ class VowpalWabbit(Learner):
         if self.quadratic:
             args += " -q ::"
         self.vw = vowpalwabbit.Workspace(args)
-        lines = [self._line(row, y) for row, y in zip(stream.tokens, stream.labels.tolist())]
+        lines = [
+            self._line(row, y) for row, y in zip(stream.tokens, stream.labels.tolist(), strict=True)
+        ]
         out = np.empty(len(lines))
         vw = self.vw
         start = time.perf_counter()
@@ -331,11 +338,15 @@ def evaluate(stream: Stream, make: Callable[[], Learner]) -> dict[str, Any]:
         base, bayes = stream.notes["base_rate_log_loss"], stream.notes["bayes_log_loss"]
         row["gap_closed"] = (base - row["log_loss"]) / (base - bayes)
     if stream.pairs is not None and stream.pair_truth is not None:
-        row["pair_accuracy"] = float(np.mean((learner.predict(stream.pairs) > 0.4) == stream.pair_truth))
+        row["pair_accuracy"] = float(
+            np.mean((learner.predict(stream.pairs) > 0.4) == stream.pair_truth)
+        )
     return row
 
 
-def run_all(streams: Sequence[Stream], makers: Sequence[Callable[[], Learner]]) -> list[dict[str, Any]]:
+def run_all(
+    streams: Sequence[Stream], makers: Sequence[Callable[[], Learner]]
+) -> list[dict[str, Any]]:
     results = []
     for stream in streams:
         base = running_base_rate(stream.labels)
@@ -379,7 +390,10 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     for e in results:
         lines.append(f"## {e['stream']}")
-        extra = f"click rate {100 * e['click_rate']:.2f} %, running base rate log loss {e['running_base_rate_log_loss']:.5f}"
+        extra = (
+            f"click rate {100 * e['click_rate']:.2f} %, "
+            f"running base rate log loss {e['running_base_rate_log_loss']:.5f}"
+        )
         if "bayes_log_loss" in e:
             extra += f", base rate {e['base_rate_log_loss']:.5f}, Bayes {e['bayes_log_loss']:.5f}"
         lines += [f"fields: {', '.join(e['fields'])}; {extra}", ""]
@@ -393,7 +407,12 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             head, sep = head + " pair accuracy |", sep + "---|"
         lines += [head + " µs/event | model size |", sep + "---|---|"]
         for r in e["rows"]:
-            cells = [r["learner"], _fmt(r["log_loss"], 5), f"{100 * r['vs_running_base_rate']:+.1f} %", _fmt(r["auc"], 3)]
+            cells = [
+                r["learner"],
+                _fmt(r["log_loss"], 5),
+                f"{100 * r['vs_running_base_rate']:+.1f} %",
+                _fmt(r["auc"], 3),
+            ]
             if has_gap:
                 cells.append(f"{100 * r['gap_closed']:.0f} %")
             if has_acc:
@@ -408,7 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller streams, no files written")
     parser.add_argument("--only", default="", help="comma list: parity,sim20,sim100,obd")
-    parser.add_argument("--fm", default="", help="FieldModel keyword overrides, e.g. 'learning_rate=0.1'")
+    parser.add_argument(
+        "--fm", default="", help="FieldModel keyword overrides, e.g. 'learning_rate=0.1'"
+    )
     parser.add_argument("--fm-only", action="store_true", help="run the FieldModel only")
     args = parser.parse_args(argv)
     fm_kwargs: dict[str, Any] = eval(f"dict({args.fm})", {})  # a developer's tuning knob
@@ -422,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = set(filter(None, args.only.split(","))) or {"parity", "sim20", "sim100", "obd"}
     streams = []
     if "parity" in wanted:
-        streams.append(parity_stream(100, 20, 20_000) if args.quick else parity_stream(500, 50, 200_000))
+        streams.append(
+            parity_stream(100, 20, 20_000) if args.quick else parity_stream(500, 50, 200_000)
+        )
     if "sim20" in wanted:
         streams.append(simulator_stream(20_000))
     if "sim100" in wanted and not args.quick:
@@ -442,7 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vowpalwabbit": with_vw,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps({"meta": meta, "streams": results}, indent=2) + "\n")
+    (RESULTS / "quality.json").write_text(
+        json.dumps({"meta": meta, "streams": results}, indent=2) + "\n"
+    )
     (RESULTS / "quality.md").write_text(markdown(results, meta) + "\n")
     print(f"wrote {RESULTS / 'quality.json'} and quality.md")
     return 0

@@ -288,6 +288,7 @@ void register_field_model(py::module_& m) {
              c.bias_learning_rate = config_float(bias_learning_rate, "bias_learning_rate");
              c.l1 = config_float(l1, "l1");
              c.l2 = config_float(l2, "l2");
+             c.embedding_l2 = config_float(embedding_l2, "embedding_l2");
              c.ftrl_beta = config_float(ftrl_beta, "ftrl_beta");
              c.initial_accumulator = config_float(initial_accumulator, "initial_accumulator");
              c.epsilon = config_float(epsilon, "epsilon");

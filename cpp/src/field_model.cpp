@@ -460,8 +460,12 @@ FieldStepResult FieldModel::step_locked(const FieldRow& row, float y, float weig
   const Rule wide_rule = ftrl ? Rule::FTRL : dense_rule;
   const double eps = static_cast<double>(c.epsilon);
   const RuleParams bias_r{wide_rule, c.bias_learning_rate, 0.0, 0.0, c.ftrl_beta, eps};
-  const RuleParams wide_r{wide_rule, c.learning_rate, c.l1, c.l2, c.ftrl_beta, eps};
-  const RuleParams emb_r{dense_rule, c.embedding_learning_rate, 0.0, c.embedding_l2, 0.0, eps};
+  // The lazy L2 of AdaGrad/SGD is part of the example's gradient, so it is
+  // weighted like the loss: a weight-0 example changes nothing. (FTRL's L2
+  // is a term of its closed form, not of the gradient.)
+  const double wide_l2 = ftrl ? c.l2 : c.l2 * wt;
+  const RuleParams wide_r{wide_rule, c.learning_rate, c.l1, wide_l2, c.ftrl_beta, eps};
+  const RuleParams emb_r{dense_rule, c.embedding_learning_rate, 0.0, c.embedding_l2 * wt, 0.0, eps};
   const RuleParams mlp_r{dense_rule, c.mlp_learning_rate, 0.0, 0.0, 0.0, eps};
 
   s.staged.clear();
