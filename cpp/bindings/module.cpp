@@ -12,5 +12,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("RUNTIME_DISPATCH") = livelearn::runtime_dispatch();
   livelearn::bindings::register_errors(m);
   livelearn::bindings::register_network(m);
-  // livelearn::bindings::register_field_model(m);  (cpp/bindings/field_model.cpp, to come)
+  livelearn::bindings::register_field_model(m);
 }

@@ -118,3 +118,86 @@ class Network(metaclass=_Pybind11Type):
     def beta2(self) -> float: ...
     @property
     def epsilon(self) -> float: ...
+
+class FieldModel(metaclass=_Pybind11Type):
+    """Field-aware sparse model (wide + factorization machine + optional MLP over the
+    pooled per-field embeddings and dense inputs), trained one example per step.
+    See cpp/include/livelearn/field_model.hpp."""
+
+    def __init__(
+        self,
+        n_buckets: int,
+        n_fields: int,
+        embedding_dim: int = 8,
+        n_dense: int = 0,
+        hidden_layers: list[int] | tuple[int, ...] = (),
+        activation: str = "relu",
+        loss: str = "bce",
+        optimizer: str = "adagrad",
+        learning_rate: float = 0.1,
+        embedding_learning_rate: float = 0.2,
+        mlp_learning_rate: float = 0.02,
+        bias_learning_rate: float = 1.0,
+        l1: float = 0.0,
+        l2: float = 0.01,
+        embedding_l2: float = 0.01,
+        ftrl_beta: float = 1.0,
+        initial_accumulator: float = 0.1,
+        epsilon: float = 1e-08,
+        init_std: float = 0.05,
+        bias_init: float = 0.0,
+        seed: int = 0,
+    ) -> None: ...
+    def train_batch(
+        self,
+        indptr: ArrayLike,
+        indices: ArrayLike,
+        values: ArrayLike,
+        fields: ArrayLike,
+        dense: ArrayLike | None,
+        Y: ArrayLike,
+        weights: ArrayLike | None = None,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]: ...
+    def train_step(
+        self,
+        indices: ArrayLike,
+        values: ArrayLike,
+        fields: ArrayLike,
+        dense: ArrayLike | None = None,
+        y: float = 0.0,
+        weight: float = 1.0,
+    ) -> tuple[float, float, int, int]: ...
+    def predict_batch(
+        self,
+        indptr: ArrayLike,
+        indices: ArrayLike,
+        values: ArrayLike,
+        fields: ArrayLike,
+        dense: ArrayLike | None = None,
+    ) -> NDArray[np.float32]: ...
+    def predict(
+        self,
+        indices: ArrayLike,
+        values: ArrayLike,
+        fields: ArrayLike,
+        dense: ArrayLike | None = None,
+    ) -> float: ...
+    def _state_layout(self) -> list[tuple[str, tuple[int, ...]]]: ...
+    def get_state(self) -> dict[str, NDArray[Any]]: ...
+    def set_state(self, state: dict[str, NDArray[Any]]) -> None: ...
+    def apply_delta(self, delta: dict[str, NDArray[Any]], weight: float = 1.0) -> None: ...
+    def get_config(self) -> dict[str, Any]: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def rejected_steps(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def n_parameters(self) -> int: ...
+    @property
+    def n_buckets(self) -> int: ...
+    @property
+    def n_fields(self) -> int: ...
+    @property
+    def n_dense(self) -> int: ...
