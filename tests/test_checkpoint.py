@@ -727,3 +727,19 @@ def test_get_config_is_exact_and_reads_as_typed() -> None:
     for key in ("learning_rate", "momentum", "clip_norm", "beta1", "beta2", "epsilon"):
         assert getattr(clone, key) == getattr(net, key), key
     assert clone.get_config() == config
+
+
+def test_files_hold_the_float64_of_each_float32_as_version_1_always_did(tmp_path: Path) -> None:
+    """Earlier readers compare the network section with the float64 of the
+    float32 values exactly; writing that form keeps them reading new files."""
+    net = Network(layers=[3, 1], learning_rate=0.05, clip_norm=0.3, optimizer="adam")
+    net.save(tmp_path / "net.safetensors")
+    stored = read_checkpoint(tmp_path / "net.safetensors").meta["network"]
+    for key in ("learning_rate", "clip_norm", "beta1", "beta2", "epsilon"):
+        assert stored[key] == float(getattr(net, key)), key
+    assert stored["learning_rate"] == 0.05000000074505806
+    with Engine(learning_rate=0.05) as engine:
+        engine.save(tmp_path / "engine.safetensors")
+    meta = read_checkpoint(tmp_path / "engine.safetensors").meta
+    assert meta["network"]["learning_rate"] == 0.05000000074505806
+    assert meta["engine"]["learning_rate"] == 0.05  # Engine.config, as given

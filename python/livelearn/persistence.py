@@ -131,7 +131,7 @@ def save_engine(engine: EngineState, path: str | os.PathLike[str]) -> None:
         raise CheckpointError(f"cannot save this engine: {exc}") from exc
     meta: dict[str, Any] = {
         "engine": dict(state["engine"]),
-        "network": state["network"],
+        "network": _as_stored(state["network"]),
         "features": state["features"],
         "targets": state["targets"],
         "counters": state["counters"],
@@ -160,7 +160,19 @@ def save_network(
     if "network" in extra:
         raise ValueError("metadata: the 'network' section is reserved")
     tensors = {f"network.{k}": v for k, v in network.get_state().items()}
-    _write(path, "network", {**extra, "network": network.get_config()}, tensors)
+    _write(path, "network", {**extra, "network": _as_stored(network.get_config())}, tensors)
+
+
+def _as_stored(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A network configuration as version-1 files hold it: each float32
+    hyperparameter as the float64 of that float32 (``0.05000000074505806``).
+
+    ``get_config()`` gives the shortest decimal of the same float32 (``0.05``);
+    both rebuild the same network, and readers accept either, but earlier
+    livelearn versions compare the float64 form exactly, so it is the one
+    written: they keep reading new files, and the format version stays 1.
+    """
+    return {k: float(np.float32(v)) if isinstance(v, float) else v for k, v in config.items()}
 
 
 # --------------------------------------------------------------------------- loading

@@ -168,8 +168,11 @@ class Coordinator:
         self._net = network
         # The native apply_delta is the one check of a delta's layout; a
         # "fedavg" push is only buffered, so it is checked on this probe (same
-        # configuration, weight 0: nothing changes) before it is taken.
-        self._probe = Network.from_config(network.get_config())
+        # layers, weight 0: nothing changes) before it is taken. Plain SGD: the
+        # parameters' layout does not depend on the optimizer, and it has no buffers.
+        self._probe = Network.from_config(
+            {**network.get_config(), "optimizer": "sgd", "momentum": 0.0}
+        )
         self._sparse = bool(sparse)
         self._lock = threading.Lock()
         self._version = 0
