@@ -44,6 +44,7 @@ from livelearn.checkpoint import read_checkpoint
 
 T0 = 1_700_000_000.0
 TARGETS = {"click": 1.0, "skip": 0.0}
+OVERLOAD_CHUNK = 3  # run_overload's producers send every tenth step as a train_many of this size
 #: Where the tested ``livelearn`` package lives, for subprocesses (installed or in-tree).
 PACKAGE_ROOT = str(Path(livelearn.__file__).resolve().parent.parent)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -457,6 +458,7 @@ class OverloadResult:
     unresolved: int = 0
     resolved_more_than_once: int = 0
     max_pending_seen: int = 0
+    max_queued_seen: int = 0
     rss_growth_bytes: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -522,18 +524,20 @@ def run_overload(
                     warmed = True
                     warm.wait()
                     resume.wait()
-                if j % 10 == 9 and j + 3 <= per_producer:  # now and then a small train_many
+                if j % 10 == 9 and j + OVERLOAD_CHUNK <= per_producer:  # now and then a train_many
                     try:
-                        fs = engine.train_many([pool[(base + j + k) % 1000] for k in range(3)])
+                        fs = engine.train_many(
+                            [pool[(base + j + k) % 1000] for k in range(OVERLOAD_CHUNK)]
+                        )
                     except EngineOverloaded:
-                        overloaded[t] += 3
-                        for k in range(3):
+                        overloaded[t] += OVERLOAD_CHUNK
+                        for k in range(OVERLOAD_CHUNK):
                             counts[base + j + k] = 1  # refused as a whole: nothing to resolve
                         time.sleep(0.0001)  # a client backs off (and lets the dispatcher run)
                     else:
                         for k, f in enumerate(fs):
                             f.add_done_callback(functools.partial(record, base + j + k))
-                    j += 3
+                    j += OVERLOAD_CHUNK
                     continue
                 try:
                     f = engine.train_step(pool[(base + j) % 1000])
@@ -554,6 +558,7 @@ def run_overload(
         while running.is_set():
             s = engine.stats()
             res.max_pending_seen = max(res.max_pending_seen, s.pending)
+            res.max_queued_seen = max(res.max_queued_seen, len(engine._queue))
             if s.steps + s.skipped + s.rejected + s.failed + s.pending != s.interactions:
                 problems.append(f"inconsistent stats snapshot {s}")
             time.sleep(0.0002)
