@@ -558,7 +558,7 @@ def run_overload(
         while running.is_set():
             s = engine.stats()
             res.max_pending_seen = max(res.max_pending_seen, s.pending)
-            res.max_queued_seen = max(res.max_queued_seen, len(engine._queue))
+            res.max_queued_seen = max(res.max_queued_seen, len(engine._queue.items))
             if s.steps + s.skipped + s.rejected + s.failed + s.pending != s.interactions:
                 problems.append(f"inconsistent stats snapshot {s}")
             time.sleep(0.0002)
