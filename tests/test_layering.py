@@ -181,3 +181,68 @@ def test_the_scan_reads_imports_at_any_depth(
     probe.write_text(source, encoding="utf-8")
     monkeypatch.setitem(MODULES, "livelearn.probe", probe)
     assert set(_imports("livelearn.probe")) == expected
+
+
+# ------------------------------------------------------------------ the rooms
+ARCHITECTURE = PACKAGE.parent.parent / "docs" / "architecture.md"
+REPO = PACKAGE.parent.parent
+
+
+def _rooms() -> list[tuple[str, list[str]]]:
+    """The Python rooms of docs/architecture.md, bottom first: (room, modules)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    table = text.split("## The rooms, bottom to top", 1)[1].split("\n\n| room |", 1)[1]
+    rooms = []
+    for line in table.split("\n\n", 1)[0].splitlines()[2:]:  # skip header and rule
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names = [n.strip().strip("`") for n in cells[1].split(",")]
+        rooms.append(
+            (cells[0], ["livelearn" if n == "livelearn" else f"livelearn.{n}" for n in names])
+        )
+    return rooms
+
+
+def test_the_architecture_page_names_every_module_once() -> None:
+    listed = [m for _, modules in _rooms() for m in modules]
+    assert len(listed) == len(set(listed)), "a module is listed in two rooms"
+    missing = sorted(set(MODULES) - set(listed))
+    assert not missing, f"add these modules to a room in docs/architecture.md: {missing}"
+    stale = sorted(set(listed) - set(MODULES))
+    assert not stale, f"docs/architecture.md lists modules that do not exist: {stale}"
+
+
+def test_modules_import_only_their_room_and_the_rooms_below() -> None:
+    level = {m: i for i, (_, modules) in enumerate(_rooms()) for m in modules}
+    room = {i: name for i, (name, _) in enumerate(_rooms())}
+    upward = sorted(
+        f"{m} ({room[level[m]]}) imports {t} ({room[level[t]]})"
+        for m, targets in _graph().items()
+        for t in targets
+        if level[t] > level[m]
+    )
+    assert not upward, "imports from a higher room (docs/architecture.md):\n" + "\n".join(upward)
+
+
+def test_the_native_core_includes_no_python_headers() -> None:
+    core = [*(REPO / "cpp" / "include").rglob("*.hpp"), *(REPO / "cpp" / "src").rglob("*.[ch]pp")]
+    assert core, "the scan sees no core sources"
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in core
+        if any(
+            line.lstrip().startswith("#include") and ("pybind11" in line or "Python.h" in line)
+            for line in p.read_text(encoding="utf-8").splitlines()
+        )
+    ]
+    assert not offenders, f"Python headers in the native core: {offenders}"
+
+
+def test_the_room_check_catches_an_upward_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the check itself: a foundation module importing the engine is caught."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from livelearn.engine import Engine\n", encoding="utf-8")
+    monkeypatch.setitem(MODULES, "livelearn.hashing", probe)
+    with pytest.raises(AssertionError, match=r"livelearn\.hashing"):
+        test_modules_import_only_their_room_and_the_rooms_below()
