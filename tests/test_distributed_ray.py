@@ -223,7 +223,7 @@ def test_plain_process_joins_through_ray_transport(
     ray.get(actor.close.remote(), timeout=WAIT)
 
     engine = Engine(features=enc, log_every=0)
-    transport = RayTransport("plain", timeout=10.0)
+    transport = RayTransport("plain", timeout=WAIT)  # a busy machine answers slowly
     averager = ModelAverager(engine, transport, "web-1", sync_every=100)
     assert averager.join()
     g = ray.get(coordinator.parameters.remote(), timeout=WAIT)
@@ -243,9 +243,14 @@ def test_plain_process_joins_through_ray_transport(
 def test_dead_coordinator_fails_rounds_without_stopping_training(ray_session: None) -> None:
     coordinator = start_coordinator({"layers": [4, 8, 1]}, name="doomed")
     net = Network(layers=[4, 8, 1])
-    averager = ModelAverager(net, RayTransport(coordinator, timeout=5.0), "r", sync_every=5)
+    # A new actor answers its first call slowly on a busy machine (a 5 s bound
+    # failed the join); once the actor is dead, a short bound keeps the failing
+    # round short (a dead actor fails it at once, a timeout would too).
+    transport = RayTransport(coordinator, timeout=WAIT)
+    averager = ModelAverager(net, transport, "r", sync_every=5)
     assert averager.join()
     ray.kill(coordinator)
+    transport.timeout = 5.0
     for i in range(10):
         net.train_step(np.full(4, 0.1 * i, np.float32), 1.0)
     assert averager.sync() is False
