@@ -560,3 +560,20 @@ def test_snapshot_is_json_able() -> None:
     snap = s.snapshot()
     assert json.loads(json.dumps(snap))["awaiting"] == 1
     assert snap["next_deadline"] == 10.0 and snap["evicted"] == 0
+
+
+def test_the_join_rate_counts_ids_that_left() -> None:
+    s = store(timeout=1.0)
+    assert s.snapshot()["join_rate"] is None
+    for i in range(4):
+        s.add(i, row(), 0.5, time=0.0)
+    s.feedback(0, 1.0, time=0.5)
+    s.expire(2.0)
+    assert s.snapshot()["join_rate"] == 0.25
+
+
+def test_a_state_whose_counters_do_not_add_up_is_refused() -> None:
+    arrays, meta = store_with(2).export_state()
+    meta["counters"]["added"] = 5
+    with pytest.raises(InvalidFeedback, match="add up"):
+        store().import_state(arrays, meta)

@@ -706,13 +706,16 @@ class JoinStore:
             )
 
     def snapshot(self) -> dict[str, object]:
-        """The counters, the configuration and the oldest deadline, JSON-able."""
+        """The counters, the join rate, the configuration and the next deadline, JSON-able."""
         counters = self.counters()
         with self._lock:
             oldest = min((e.deadline for e in self._awaiting.values()), default=None)
+        resolved = counters.added - counters.awaiting
         return {
             **asdict(counters),
             "evicted": counters.evicted,
+            # Of the ids that left, the share that got their outcome in time.
+            "join_rate": counters.joined / resolved if resolved else None,
             "timeout": self.timeout,
             "default_label": self.default_label,
             "max_awaiting": self.max_awaiting,
@@ -817,6 +820,11 @@ class JoinStore:
             if isinstance(exc, InvalidFeedback):
                 raise
             raise InvalidFeedback("state", f"malformed: {exc!r}") from exc
+        left_total = sum(
+            counters[k] for k in ("joined", "expired_trained", "expired_dropped", "evicted_trained")
+        )
+        if counters["added"] != left_total + counters["evicted_dropped"] + n:
+            raise InvalidFeedback("state", "the counters do not add up to the awaiting ids")
         if n > self.max_awaiting or m > self.remember:
             raise InvalidFeedback(
                 "state", f"{n} awaiting / {m} remembered exceed this store's bounds"
