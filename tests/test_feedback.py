@@ -577,3 +577,19 @@ def test_a_state_whose_counters_do_not_add_up_is_refused() -> None:
     meta["counters"]["added"] = 5
     with pytest.raises(InvalidFeedback, match="add up"):
         store().import_state(arrays, meta)
+
+
+def test_drain_closes_every_window_under_the_timeout_policy() -> None:
+    s = store(timeout=10.0, duplicates="max")
+    for i in range(3):
+        s.add(i, row(), 0.5, time=float(i))
+    s.feedback(1, 1.0, time=3.0)
+    out = s.drain(4.0)
+    assert [(e.event_id, e.label, e.reason) for e in out] == [
+        (0, 0.0, "expired"),
+        (1, 1.0, "joined"),
+        (2, 0.0, "expired"),
+    ]
+    c = s.counters()
+    assert (len(s), c.joined, c.expired_trained) == (0, 1, 2) and c.add_up()
+    assert s.feedback(0, 1.0, time=5.0).status is JoinStatus.LATE

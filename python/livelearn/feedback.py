@@ -41,6 +41,8 @@ deadline):
   ``p_late``-sized; we train the correction with weight 1 and leave importance
   weights to the caller (:attr:`Example.weight` is the hook), because a weight
   ``1 + p`` needs the model's current prediction, which the store does not own.
+- :meth:`JoinStore.drain` closes every window at once (a shutdown that trains
+  rather than saves), under the same rules as the deadline.
 - Feedback for an id never added, or forgotten, says :attr:`JoinStatus.UNKNOWN`.
   Unknown ids never raise. Only ill-typed ids and non-finite labels or times
   raise :class:`InvalidFeedback` (nothing changes then).
@@ -618,6 +620,29 @@ class JoinStore:
         with self._lock:
             while self._heap and self._heap[0][0] <= t:
                 self._pop_earliest(t, evict=False, out=out)
+        return out
+
+    def drain(self, now: float | None = None) -> list[Example]:
+        """Close every window now, as if its deadline had passed (for a shutdown
+        that trains instead of saving): ids with outcomes train their aggregate
+        (joined), the others the default label (expired, or dropped); deadline
+        order. The store is empty afterwards.
+
+        Example:
+            >>> import numpy as np
+            >>> store = JoinStore(60.0, clock=EventClock())
+            >>> _ = store.add("a", np.zeros(2, dtype=np.float32), 0.5)
+            >>> [(e.event_id, e.label, e.reason) for e in store.drain()]
+            [('a', 0.0, 'expired')]
+        """
+        t = self._time("now", now)
+        out: list[Example] = []
+        with self._lock:
+            while self._heap:
+                deadline, _, eid = heapq.heappop(self._heap)
+                entry = self._awaiting.get(eid)
+                if entry is not None and entry.deadline == deadline:
+                    self._release(eid, entry, min(t, deadline), evict=False, out=out)
         return out
 
     def _pop_earliest(self, at: float, *, evict: bool, out: list[Example]) -> None:
