@@ -593,3 +593,22 @@ def test_drain_closes_every_window_under_the_timeout_policy() -> None:
     c = s.counters()
     assert (len(s), c.joined, c.expired_trained) == (0, 1, 2) and c.add_up()
     assert s.feedback(0, 1.0, time=5.0).status is JoinStatus.LATE
+
+
+def test_a_reused_id_is_a_new_event_and_its_old_heap_entry_is_stale() -> None:
+    s = store(timeout=5.0, max_awaiting=2)
+    s.add("a", row(1.0), 0.1, time=0.0)
+    s.feedback("a", 1.0, time=0.0)
+    s.add("a", row(2.0), 0.2, time=0.0)  # same deadline as the stale heap entry
+    s.add("b", row(), 0.5, time=0.0)
+    (ex,) = s.add("c", row(), 0.5, time=1.0)  # evicts the oldest live one: "a" again
+    assert (ex.event_id, ex.prediction, ex.reason) == ("a", 0.2, "evicted")
+    assert "b" in s and "c" in s and s.counters().add_up()
+
+
+def test_an_add_that_finds_a_passed_deadline_counts_an_expiry() -> None:
+    s = store(timeout=5.0, max_awaiting=1)
+    s.add("a", row(), 0.5, time=0.0)
+    (ex,) = s.add("b", row(), 0.5, time=9.0)  # expire() was never called
+    assert (ex.reason, ex.labelled_at) == ("expired", 5.0)
+    assert (s.counters().expired_trained, s.counters().evicted) == (1, 0)

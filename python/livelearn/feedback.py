@@ -69,8 +69,8 @@ arrays copied into the store, dict, slot object and heap entry included, the id
 object itself excluded; ``tests/test_feedback.py::test_memory_per_awaiting_example``):
 
 - hashed row, 10 active features, ``(int32 indices, float32 values)``: about
-  620 bytes (780 with a third ``int32`` fields array);
-- dense row of 4 float32: about 430 bytes.
+  630 bytes (790 with a third ``int32`` fields array);
+- dense row of 4 float32: about 440 bytes.
 
 So one million waiting impressions cost about 0.6 GB: size
 ``max_awaiting`` accordingly.
@@ -368,9 +368,21 @@ def _check_label(name: str, value: object) -> float:
 class _Awaiting:
     """An id waiting for its outcome (slots: this is the per-example memory)."""
 
-    __slots__ = ("count", "deadline", "features", "label", "last_at", "predicted_at", "prediction")
+    __slots__ = (
+        "count",
+        "deadline",
+        "features",
+        "label",
+        "last_at",
+        "predicted_at",
+        "prediction",
+        "seq",
+    )
 
-    def __init__(self, features: Payload, prediction: float, at: float, deadline: float) -> None:
+    def __init__(
+        self, features: Payload, prediction: float, at: float, deadline: float, seq: int
+    ) -> None:
+        self.seq = seq  # matches its heap entry (a reused id has a new one)
         self.features = features
         self.prediction = prediction
         self.predicted_at = at
@@ -531,9 +543,9 @@ class JoinStore:
             while len(self._awaiting) >= self.max_awaiting:
                 self._pop_earliest(at, evict=True, out=out)
             self._left.pop(eid, None)  # a reused id is a new event
-            deadline = at + self.timeout
-            self._awaiting[eid] = _Awaiting(payload, pred, at, deadline)
-            heapq.heappush(self._heap, (deadline, next(self._seq), eid))
+            deadline, seq = at + self.timeout, next(self._seq)
+            self._awaiting[eid] = _Awaiting(payload, pred, at, deadline, seq)
+            heapq.heappush(self._heap, (deadline, seq, eid))
             self._c["added"] += 1
             return out
 
@@ -639,18 +651,21 @@ class JoinStore:
         out: list[Example] = []
         with self._lock:
             while self._heap:
-                deadline, _, eid = heapq.heappop(self._heap)
+                deadline, seq, eid = heapq.heappop(self._heap)
                 entry = self._awaiting.get(eid)
-                if entry is not None and entry.deadline == deadline:
+                if entry is not None and entry.seq == seq:
                     self._release(eid, entry, min(t, deadline), evict=False, out=out)
         return out
 
     def _pop_earliest(self, at: float, *, evict: bool, out: list[Example]) -> None:
-        deadline, _, eid = heapq.heappop(self._heap)
+        deadline, seq, eid = heapq.heappop(self._heap)
         entry = self._awaiting.get(eid)
-        if entry is None or entry.deadline != deadline:
+        if entry is None or entry.seq != seq:
             return  # a stale heap entry of an id that already left
-        self._release(eid, entry, at if evict else deadline, evict=evict, out=out)
+        if deadline <= at:  # its window had closed: an expiry, whoever noticed it
+            self._release(eid, entry, deadline, evict=False, out=out)
+        else:
+            self._release(eid, entry, at, evict=evict, out=out)
 
     def _release(
         self, eid: EventId, entry: _Awaiting, at: float, *, evict: bool, out: list[Example]
@@ -710,7 +725,7 @@ class JoinStore:
             self._heap = [
                 item
                 for item in self._heap
-                if (entry := live.get(item[2])) is not None and entry.deadline == item[0]
+                if (entry := live.get(item[2])) is not None and entry.seq == item[1]
             ]
             heapq.heapify(self._heap)
 
@@ -868,6 +883,7 @@ class JoinStore:
                 float(col["prediction"][i]),
                 float(col["predicted_at"][i]),
                 float(col["deadline"][i]),
+                i,  # export order is insertion order: the sequence restarts from it
             )
             entry.label = float(col["label"][i])
             entry.count = int(col["count"][i])
@@ -884,9 +900,9 @@ class JoinStore:
                 float(col["left_predicted_at"][i]),
             )
         with self._lock:
-            self._seq = itertools.count()
+            self._seq = itertools.count(len(ids))
             for eid, entry in awaiting.items():
-                heap.append((entry.deadline, next(self._seq), eid))
+                heap.append((entry.deadline, entry.seq, eid))
             heapq.heapify(heap)
             self._awaiting, self._heap, self._left = awaiting, heap, left
             self._layout = layout
