@@ -612,3 +612,14 @@ def test_an_add_that_finds_a_passed_deadline_counts_an_expiry() -> None:
     (ex,) = s.add("b", row(), 0.5, time=9.0)  # expire() was never called
     assert (ex.reason, ex.labelled_at) == ("expired", 5.0)
     assert (s.counters().expired_trained, s.counters().evicted) == (1, 0)
+
+
+def test_bad_input_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    s = store()
+    s.add(1, row(), 0.5, time=0.0)
+    with caplog.at_level("WARNING", logger="livelearn"), pytest.raises(DuplicateEventId):
+        s.add(1, row(), 0.5, time=0.0)
+    with caplog.at_level("WARNING", logger="livelearn"), pytest.raises(InvalidFeedback):
+        s.feedback(1, float("nan"), time=0.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "already awaiting" in messages[0] and "nan" in messages[1]

@@ -100,6 +100,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -109,10 +110,10 @@ import operator
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, Final, Protocol
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -168,6 +169,24 @@ class DuplicateEventId(InvalidFeedback):
 
     def __reduce__(self) -> tuple[type[DuplicateEventId], tuple[EventId]]:  # type: ignore[override]
         return (type(self), (self.event_id,))
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _logged(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Log every :class:`InvalidFeedback` a public method raises (then re-raise)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except InvalidFeedback as exc:
+            logger.warning("join store: %s", exc)
+            raise
+
+    return wrapper
 
 
 # ------------------------------------------------------------------ clocks
@@ -493,6 +512,7 @@ class JoinStore:
     def _time(self, name: str, value: float | None) -> float:
         return self.clock.now() if value is None else _check_time(name, value)
 
+    @_logged
     def advance(self, t: float) -> list[Example]:
         """Advance an :class:`EventClock` to ``t`` and :meth:`expire` what passed.
 
@@ -505,6 +525,7 @@ class JoinStore:
         return self.expire(t)
 
     # -------------------------------------------------------------- add
+    @_logged
     def add(
         self,
         event_id: EventId,
@@ -531,7 +552,6 @@ class JoinStore:
         layout = tuple(p.dtype.str for p in payload)
         with self._lock:
             if eid in self._awaiting:
-                logger.warning("join store: %r is already awaiting its outcome", eid)
                 raise DuplicateEventId(eid)
             if self._layout is None:
                 self._layout = layout
@@ -550,6 +570,7 @@ class JoinStore:
             return out
 
     # -------------------------------------------------------------- feedback
+    @_logged
     def feedback(self, event_id: EventId, label: float, time: float | None = None) -> Outcome:
         """Deliver the outcome of ``event_id``; never raises for an unknown id.
 
@@ -622,6 +643,7 @@ class JoinStore:
         return (example,)
 
     # -------------------------------------------------------------- expiry
+    @_logged
     def expire(self, now: float | None = None) -> list[Example]:
         """Close every window whose deadline is ``<= now`` (the clock's time by
         default); returns the rows to train: aggregates of ids with outcomes and
@@ -634,6 +656,7 @@ class JoinStore:
                 self._pop_earliest(t, evict=False, out=out)
         return out
 
+    @_logged
     def drain(self, now: float | None = None) -> list[Example]:
         """Close every window now, as if its deadline had passed (for a shutdown
         that trains instead of saving): ids with outcomes train their aggregate
@@ -817,6 +840,7 @@ class JoinStore:
         }
         return arrays, meta
 
+    @_logged
     def import_state(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         """Replace this store's contents by an :meth:`export_state` result.
 

@@ -37,12 +37,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import numbers
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -71,6 +73,24 @@ class InvalidObservation(ValueError):  # noqa: N818 -- mirrors InvalidInteractio
 
     def __reduce__(self) -> tuple[type[InvalidObservation], tuple[str, str]]:
         return (type(self), (self.field, self.reason))
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _logged(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Log every :class:`InvalidObservation` a recording method raises (then re-raise)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except InvalidObservation as exc:
+            logger.warning("quality monitor: %s", exc)
+            raise
+
+    return wrapper
 
 
 def _real(name: str, value: object, low: float = -math.inf, high: float = math.inf) -> float:
@@ -249,6 +269,7 @@ class QualityMonitor:
         self._alarms = 0
         self._last_alarm: int | None = None
 
+    @_logged
     def update(self, prediction: float, label: float) -> None:
         """Record one progressive-validation pair (probability, label in [0, 1])."""
         p = _real("prediction", prediction, 0.0, 1.0)
@@ -278,12 +299,14 @@ class QualityMonitor:
                 mean_loss,
             )
 
+    @_logged
     def record_delay(self, seconds: float) -> None:
         """Record one feedback delay (outcome time - prediction time), >= 0."""
         d = _real("seconds", seconds, 0.0)
         with self._lock:
             self._delay.push(d)
 
+    @_logged
     def record_train_lag(self, seconds: float) -> None:
         """Record one train lag (outcome time -> update applied), >= 0."""
         d = _real("seconds", seconds, 0.0)
