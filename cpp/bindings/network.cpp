@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -61,6 +62,33 @@ F32 batch_targets(py::handle Y, std::size_t n, std::size_t k) {
   }
   return arr;
 }
+
+// An example's weight as a float: a Python float on the fast path, else any
+// real number; beyond the float range +-inf. The core judges the value
+// (Mlp::check_example: NaN, inf and negative weights are rejected).
+float step_weight(py::handle w) {
+  double v;
+  if (PyFloat_CheckExact(w.ptr())) {
+    v = PyFloat_AS_DOUBLE(w.ptr());
+  } else {
+    require_number(w, "weight", Accept::Reals);
+    v = to_double(w, "weight", Overflow::Infinity);
+  }
+  if (std::fabs(v) > std::numeric_limits<float>::max() && std::isfinite(v)) {
+    return v > 0 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+  }
+  return static_cast<float>(v);
+}
+
+// A batch's optional weights: None (all 1) or n float32-convertible values.
+std::optional<F32> batch_weights(py::handle weights, std::size_t n) {
+  if (weights.is_none()) return std::nullopt;
+  F32 arr = as_f32(weights, "weights");
+  expect_shape(arr, {static_cast<py::ssize_t>(n)}, "weights");
+  return arr;
+}
+
+const float* data_or_null(const std::optional<F32>& a) { return a ? a->data() : nullptr; }
 
 F32 batch_inputs(py::handle X, const Network& net) {
   F32 xa = as_f32(X, "X");
@@ -298,92 +326,105 @@ void register_network(py::module_& m) {
            py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("epsilon") = 1e-8)
       .def(
           "train_step",
-          [](Self& self, py::handle x, py::handle y) {
+          [](Self& self, py::handle x, py::handle y, py::handle weight) {
             F32 xa = as_f32(x, "x");
             expect_shape(xa, {static_cast<py::ssize_t>(self.n_inputs())}, "x");
             const Target t = target_of(y, self.n_outputs());
+            const float w = step_weight(weight);
             StepResult r;
             {
               ReleaseGilIf release(self.costly_step());
-              r = self.train_step(xa.data(), t.data(), nullptr);
+              r = self.train_step(xa.data(), t.data(), nullptr, w);
             }
             if (r.status != StepStatus::Trained) raise_rejected(r.status, r.loss);
             return r.loss;
           },
-          py::arg("x"), py::arg("y"))
+          py::arg("x"), py::arg("y"), py::arg("weight") = 1.0)
       .def(
           "train_step_sparse",
-          [](Self& self, py::handle indices, py::handle values, py::handle y) {
+          [](Self& self, py::handle indices, py::handle values, py::handle y, py::handle weight) {
             I32 idx = as_int<std::int32_t, I32>(indices, "indices");
             F32 val = as_f32(values, "values");
             if (idx.ndim() != 1)
               value_error("indices: expected a 1-D array, got " + shape_text(idx));
             expect_shape(val, {idx.size()}, "values");
             const Target t = target_of(y, self.n_outputs());
+            const float w = step_weight(weight);
             const auto nnz = static_cast<std::size_t>(idx.size());
             StepResult r;
             {
               ReleaseGilIf release(self.costly_sparse_step(nnz));
-              r = self.train_step_sparse(idx.data(), val.data(), nnz, t.data(), nullptr);
+              r = self.train_step_sparse(idx.data(), val.data(), nnz, t.data(), nullptr, w);
             }
             if (r.status != StepStatus::Trained) raise_rejected(r.status, r.loss);
             return r.loss;
           },
-          py::arg("indices"), py::arg("values"), py::arg("y"))
+          py::arg("indices"), py::arg("values"), py::arg("y"), py::arg("weight") = 1.0)
       .def(
           "train_batch",
-          [](Self& self, py::handle X, py::handle Y) {
+          [](Self& self, py::handle X, py::handle Y, py::handle weights) {
             F32 xa = batch_inputs(X, self);
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_outputs());
+            const std::optional<F32> wa = batch_weights(weights, n);
             py::array_t<double> losses(static_cast<py::ssize_t>(n));
             double* l = losses.mutable_data();
             {
               py::gil_scoped_release release;
-              self.train_batch(n, xa.data(), ya.data(), l, nullptr, nullptr);
+              self.train_batch(n, xa.data(), ya.data(), l, nullptr, nullptr, nullptr,
+                               data_or_null(wa));
             }
             return losses;
           },
-          py::arg("X"), py::arg("Y"))
+          py::arg("X"), py::arg("Y"), py::kw_only(), py::arg("weights") = py::none())
       .def(
           "train_batch_sparse",
-          [](Self& self, py::handle indptr, py::handle indices, py::handle values, py::handle Y) {
+          [](Self& self, py::handle indptr, py::handle indices, py::handle values, py::handle Y,
+             py::handle weights) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_outputs());
+            const std::optional<F32> wa = batch_weights(weights, c.view.rows);
             py::array_t<double> losses(static_cast<py::ssize_t>(c.view.rows));
             double* l = losses.mutable_data();
             {
               py::gil_scoped_release release;
-              self.train_batch_sparse(c.view, ya.data(), l, nullptr, nullptr);
+              self.train_batch_sparse(c.view, ya.data(), l, nullptr, nullptr, nullptr,
+                                      data_or_null(wa));
             }
             return losses;
           },
-          py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"))
+          py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"), py::kw_only(),
+          py::arg("weights") = py::none())
       .def(
           "train_batch_detailed",
-          [](Self& self, py::handle X, py::handle Y, bool return_steps) {
+          [](Self& self, py::handle X, py::handle Y, py::handle weights, bool return_steps) {
             F32 xa = batch_inputs(X, self);
             const auto n = static_cast<std::size_t>(xa.shape(0));
             F32 ya = batch_targets(Y, n, self.n_outputs());
+            const std::optional<F32> wa = batch_weights(weights, n);
             return detailed(n, self.n_outputs(), return_steps,
                             [&](double* l, float* p, StepStatus* s, std::uint64_t* st) {
-                              self.train_batch(n, xa.data(), ya.data(), l, p, s, st);
+                              self.train_batch(n, xa.data(), ya.data(), l, p, s, st,
+                                               data_or_null(wa));
                             });
           },
-          py::arg("X"), py::arg("Y"), py::kw_only(), py::arg("return_steps").noconvert() = false)
+          py::arg("X"), py::arg("Y"), py::kw_only(), py::arg("weights") = py::none(),
+          py::arg("return_steps").noconvert() = false)
       .def(
           "train_batch_sparse_detailed",
           [](Self& self, py::handle indptr, py::handle indices, py::handle values, py::handle Y,
-             bool return_steps) {
+             py::handle weights, bool return_steps) {
             Csr c = as_csr(indptr, indices, values);
             F32 ya = batch_targets(Y, c.view.rows, self.n_outputs());
+            const std::optional<F32> wa = batch_weights(weights, c.view.rows);
             return detailed(c.view.rows, self.n_outputs(), return_steps,
                             [&](double* l, float* p, StepStatus* s, std::uint64_t* st) {
-                              self.train_batch_sparse(c.view, ya.data(), l, p, s, st);
+                              self.train_batch_sparse(c.view, ya.data(), l, p, s, st,
+                                                      data_or_null(wa));
                             });
           },
           py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("Y"), py::kw_only(),
-          py::arg("return_steps").noconvert() = false)
+          py::arg("weights") = py::none(), py::arg("return_steps").noconvert() = false)
       .def(
           "predict",
           [](const Self& self, py::handle X) {

@@ -105,28 +105,36 @@ Mlp::Mlp(const Config& config) : config_(config) {
 // clones of train_step / train_step_sparse.
 template <bool Sparse>
 LL_INLINE StepResult Mlp::step(const float* x, const std::int32_t* idx, std::size_t nnz,
-                               const float* y, float* prediction) {
+                               const float* y, float* prediction, float weight) {
   const std::size_t x_len = Sparse ? nnz : n_inputs();
-  const StepStatus input = check_example(x, x_len, y);
+  const StepStatus input = check_example(x, x_len, y, weight);
   if (input != StepStatus::Trained) return rejected(input, kNaNd, prediction);
 
   forward<Sparse>(x, idx, nnz);
   const OutputGradient out =
       output_gradient(config_.loss, config_.output_activation, acts_.data() + act_off_.back(), y,
-                      n_outputs(), prediction, deltas_.data() + act_off_.back());
+                      n_outputs(), prediction, deltas_.data() + act_off_.back(), weight);
   if (!out.finite) return rejected(StepStatus::NonFiniteLoss, out.loss, nullptr);
+  // A zero gradient would still move parameters under weight decay, momentum
+  // or Adam: a weight-0 example writes nothing instead.
+  if (weight == 0.0f) return trained_unchanged(out.loss);
 
   float amax = 1.0f;  // bound on |hidden activation|
   const float dmax = backward(out.dmax, amax);
-  return update<Sparse>(x, idx, x_len, amax, dmax, out.loss);
+  return update<Sparse>(x, idx, x_len, amax, dmax, out.loss, weight);
 }
 
-// Non-finite x or y, or (BCE) a target outside [0, 1]: nothing is computed.
-// BCE reads the target as a probability: outside [0, 1] its loss is
-// unbounded below and training on it would only wreck the weights.
-LL_INLINE StepStatus Mlp::check_example(const float* x, std::size_t x_len, const float* y) const {
+// Non-finite x or y, a weight that is not finite and >= 0, or (BCE) a target
+// outside [0, 1]: nothing is computed. BCE reads the target as a
+// probability: outside [0, 1] its loss is unbounded below and training on it
+// would only wreck the weights.
+LL_INLINE StepStatus Mlp::check_example(const float* x, std::size_t x_len, const float* y,
+                                        float weight) const {
   const std::size_t k = n_outputs();
-  if (any_not_finite(x, x_len) | any_not_finite(y, k)) return StepStatus::NonFiniteInput;
+  const bool bad_weight = !(weight >= 0.0f && weight <= std::numeric_limits<float>::max());
+  if (any_not_finite(x, x_len) | any_not_finite(y, k) | bad_weight) {
+    return StepStatus::NonFiniteInput;
+  }
   if (config_.loss == Loss::BCE && any_outside_unit(y, k)) return StepStatus::TargetOutOfRange;
   return StepStatus::Trained;
 }
@@ -182,8 +190,10 @@ LL_INLINE float Mlp::backward(float dmax_out, float& amax) {
 // moderate bounds), else saved, written, verified and restored on failure.
 template <bool Sparse>
 LL_INLINE StepResult Mlp::update(const float* x, const std::int32_t* idx, std::size_t x_len,
-                                 float amax, float dmax, double loss) {
+                                 float amax, float dmax, double loss, float weight) {
   const std::size_t L = layers_.size();
+  // The L2 term is part of the example's gradient: weighted like the loss.
+  const float wd = config_.weight_decay * weight;
   const float scale = config_.clip_norm
                           ? clip_scale(*config_.clip_norm, layers_.data(), L, act_off_.data(), x,
                                        x_len, acts_.data(), deltas_.data())
@@ -200,13 +210,13 @@ LL_INLINE StepResult Mlp::update(const float* x, const std::int32_t* idx, std::s
                      idx,
                      x_len,
                      scale,
-                     config_.weight_decay,
+                     wd,
                      make_hyper(config_, steps_ + 1)};
 
   float xmax = 0.0f;  // sum |x| >= max |x| (may overflow to inf: then the slow path)
   for (std::size_t j = 0; j < x_len; ++j) xmax = track_abs(xmax, x[j]);
   const double g = gradient_bound(scale, xmax, amax, dmax);
-  const Bounds next = sgd_bounds_after({w_bound_, m_bound_}, g, config_, u.M != nullptr);
+  const Bounds next = sgd_bounds_after({w_bound_, m_bound_}, g, wd, config_, u.M != nullptr);
   if (config_.optimizer == Optimizer::SGD && provably_finite(next)) {
     kernels::update<Sparse>(config_.optimizer, u);
     w_bound_ = next.w;
@@ -236,13 +246,21 @@ LL_INLINE StepResult Mlp::trained(double loss) {
   return {loss, StepStatus::Trained};
 }
 
-LL_CLONES StepResult Mlp::train_step(const float* x, const float* y, float* prediction) {
-  return step<false>(x, nullptr, 0, y, prediction);
+// An accepted step that changed no parameter (weight 0): counted, no version.
+LL_INLINE StepResult Mlp::trained_unchanged(double loss) {
+  ++steps_;
+  return {loss, StepStatus::Trained};
+}
+
+LL_CLONES StepResult Mlp::train_step(const float* x, const float* y, float* prediction,
+                                     float weight) {
+  return step<false>(x, nullptr, 0, y, prediction, weight);
 }
 
 LL_CLONES StepResult Mlp::train_step_sparse(const std::int32_t* indices, const float* values,
-                                            std::size_t nnz, const float* y, float* prediction) {
-  return step<true>(values, indices, nnz, y, prediction);
+                                            std::size_t nnz, const float* y, float* prediction,
+                                            float weight) {
+  return step<true>(values, indices, nnz, y, prediction, weight);
 }
 
 namespace {

@@ -85,26 +85,29 @@ bool Network::costly_predict_sparse(std::size_t rows, std::size_t nnz) const {
   return costly_predict_of(r, sparse_row_work(mlp_, static_cast<double>(nnz) / std::max(r, 1.0)));
 }
 
-StepResult Network::train_step(const float* x, const float* y, float* prediction) {
+StepResult Network::train_step(const float* x, const float* y, float* prediction, float weight) {
   std::unique_lock lock(mutex_);
-  return mlp_.train_step(x, y, prediction);
+  return mlp_.train_step(x, y, prediction, weight);
 }
 
 StepResult Network::train_step_sparse(const std::int32_t* indices, const float* values,
-                                      std::size_t nnz, const float* y, float* prediction) {
+                                      std::size_t nnz, const float* y, float* prediction,
+                                      float weight) {
   validate_sparse_row(indices, nnz);
   std::unique_lock lock(mutex_);
-  return mlp_.train_step_sparse(indices, values, nnz, y, prediction);
+  return mlp_.train_step_sparse(indices, values, nnz, y, prediction, weight);
 }
 
 void Network::train_batch(std::size_t n, const float* X, const float* Y, double* losses,
-                          float* predictions, StepStatus* status, std::uint64_t* steps) {
+                          float* predictions, StepStatus* status, std::uint64_t* steps,
+                          const float* weights) {
   const std::size_t in = mlp_.n_inputs(), k = mlp_.n_outputs();
   for (std::size_t r = 0; r < n; ++r) {
     StepResult res;
     {
       std::unique_lock lock(mutex_);  // per step: a reader waits for one step at most
-      res = mlp_.train_step(X + r * in, Y + r * k, predictions ? predictions + r * k : nullptr);
+      res = mlp_.train_step(X + r * in, Y + r * k, predictions ? predictions + r * k : nullptr,
+                            weights ? weights[r] : 1.0f);
       if (steps) steps[r] = res.status == StepStatus::Trained ? mlp_.steps() : 0;
     }
     if (losses) losses[r] = res.status == StepStatus::Trained ? res.loss : kNaN;
@@ -113,7 +116,8 @@ void Network::train_batch(std::size_t n, const float* X, const float* Y, double*
 }
 
 void Network::train_batch_sparse(const CsrView& csr, const float* Y, double* losses,
-                                 float* predictions, StepStatus* status, std::uint64_t* steps) {
+                                 float* predictions, StepStatus* status, std::uint64_t* steps,
+                                 const float* weights) {
   validate_csr(csr);
   const std::size_t k = mlp_.n_outputs();
   for (std::size_t r = 0; r < csr.rows; ++r) {
@@ -121,9 +125,9 @@ void Network::train_batch_sparse(const CsrView& csr, const float* Y, double* los
     StepResult res;
     {
       std::unique_lock lock(mutex_);
-      res = mlp_.train_step_sparse(csr.indices + begin, csr.values + begin,
-                                   static_cast<std::size_t>(end - begin), Y + r * k,
-                                   predictions ? predictions + r * k : nullptr);
+      res = mlp_.train_step_sparse(
+          csr.indices + begin, csr.values + begin, static_cast<std::size_t>(end - begin), Y + r * k,
+          predictions ? predictions + r * k : nullptr, weights ? weights[r] : 1.0f);
       if (steps) steps[r] = res.status == StepStatus::Trained ? mlp_.steps() : 0;
     }
     if (losses) losses[r] = res.status == StepStatus::Trained ? res.loss : kNaN;

@@ -934,6 +934,205 @@ TEST(State, NamedTensorsAreCheckedAgainstTheLayout) {
   EXPECT_EQ(export_state(net), before);
 }
 
+// ----------------------------------------------------------- sample weights
+
+// A weighted SGD step with lr = 1 moves every parameter by minus the gradient
+// of weight * (loss + wd/2 * ||weights||^2): the weight scales the loss's
+// gradient (central differences, as above) and the weight decay alike.
+TEST_P(FiniteDifference, WeightedSgdStepFollowsTheWeightedGradient) {
+  const GradCase& gc = GetParam();
+  Config c = make_config(gc.layers, gc.hidden, gc.output, gc.loss);
+  c.learning_rate = 1.0f;
+  c.weight_decay = 0.05f;
+  c.seed = 4;
+  const float weight = 0.37f;
+  Mlp net(c);
+  std::mt19937 rng(12);
+  const auto x = random_vector(net.n_inputs(), rng);
+  auto y = random_vector(net.n_outputs(), rng, 0.0f, 1.0f);
+  if (gc.loss == Loss::BCE) {
+    for (auto& t : y) t = t > 0.5f ? 1.0f : 0.0f;
+  }
+  const State before = export_state(net);
+  const double unweighted = loss_of(net, x, y);
+  const StepResult r = net.train_step(x.data(), y.data(), nullptr, weight);
+  ASSERT_EQ(r.status, StepStatus::Trained);
+  EXPECT_NEAR(r.loss, weight * unweighted, 1e-5);  // the returned loss is weighted
+  const State after = export_state(net);
+
+  Mlp probe(c);
+  double max_grad = 0;
+  for (std::size_t t = 0; t < before.tensors.size(); ++t) {
+    const bool is_weight = t % 2 == 0;
+    for (std::size_t i = 0; i < before.tensors[t].size(); ++i) {
+      State s = before;
+      const float w = before.tensors[t][i];
+      const float h = 0x1.0p-8f;
+      s.tensors[t][i] = w + h;
+      const double up = double{s.tensors[t][i]} - w;
+      import_state(probe, s);
+      const double l_up = loss_of(probe, x, y);
+      s.tensors[t][i] = w - h;
+      const double down = double{w} - s.tensors[t][i];
+      import_state(probe, s);
+      const double l_down = loss_of(probe, x, y);
+      const double numeric =
+          weight * ((l_up - l_down) / (up + down) + (is_weight ? c.weight_decay * w : 0.0));
+      const double analytic = -(double{after.tensors[t][i]} - w);
+      max_grad = std::max(max_grad, std::fabs(numeric));
+      EXPECT_NEAR(analytic, numeric, 2e-4 + 2e-3 * std::fabs(numeric))
+          << gc.name << " tensor " << net.state_layout()[t].name << "[" << i << "]";
+    }
+  }
+  EXPECT_GT(max_grad, 1e-3);
+}
+
+// For SGD without momentum or clipping, one step with weight k is one step
+// with learning rate k * lr: bit for bit when k is a power of two (the
+// scaling is then exact), dense and sparse, weight decay included.
+TEST(Weights, PowerOfTwoWeightEqualsScaledLearningRateExactly) {
+  for (const float k : {2.0f, 0.5f, 4.0f}) {
+    for (const bool sparse : {false, true}) {
+      Config c = make_config({6, 5, 3, 1});
+      c.learning_rate = 0.1f;
+      c.weight_decay = 0.01f;
+      c.seed = 21;
+      Config scaled = c;
+      scaled.learning_rate = k * c.learning_rate;
+      Mlp weighted(c), faster(scaled);
+      std::mt19937 rng(3);
+      for (int step = 0; step < 50; ++step) {
+        const auto x = random_vector(6, rng, -2.0f, 2.0f);
+        const float y = x[0] + x[1] > 0.0f ? 1.0f : 0.0f;
+        const std::int32_t idx[] = {1, 4};
+        const float val[] = {x[1], x[4]};
+        const StepResult a = sparse ? weighted.train_step_sparse(idx, val, 2, &y, nullptr, k)
+                                    : weighted.train_step(x.data(), &y, nullptr, k);
+        const StepResult b = sparse ? faster.train_step_sparse(idx, val, 2, &y, nullptr)
+                                    : faster.train_step(x.data(), &y, nullptr);
+        ASSERT_EQ(a.status, StepStatus::Trained);
+        ASSERT_EQ(b.status, StepStatus::Trained);
+        ASSERT_DOUBLE_EQ(a.loss, k * b.loss);
+      }
+      EXPECT_TRUE(export_state(weighted) == export_state(faster)) << "k " << k << " " << sparse;
+    }
+  }
+}
+
+// Weight 1 is the unweighted step, bit for bit, for every optimizer.
+TEST(Weights, WeightOneIsTheDefault) {
+  for (const Optimizer opt : {Optimizer::SGD, Optimizer::Adam}) {
+    Config c = make_config({4, 6, 1});
+    c.optimizer = opt;
+    c.weight_decay = 0.02f;
+    Mlp a(c), b(c);
+    std::mt19937 rng(8);
+    for (int step = 0; step < 30; ++step) {
+      const auto x = random_vector(4, rng);
+      const float y = step % 2 ? 1.0f : 0.0f;
+      ASSERT_EQ(a.train_step(x.data(), &y, nullptr).loss,
+                b.train_step(x.data(), &y, nullptr, 1.0f).loss);
+    }
+    EXPECT_TRUE(export_state(a) == export_state(b));
+  }
+}
+
+// A weight-0 example is an accepted step that writes nothing: no parameter,
+// no optimizer buffer (a zero gradient would still move them under weight
+// decay, momentum or Adam), no version; the counter and the prediction are
+// reported as for any step.
+TEST_P(Guard, WeightZeroChangesNothingButTheStepCounter) {
+  Mlp net = make();
+  const std::vector<float> x{0.1f, -0.4f, 0.3f, 0.8f};
+  const std::int32_t idx[] = {0, 3};
+  const float val[] = {0.5f, -1.0f};
+  const float y = 0.7f;
+  for (const bool sparse : {false, true}) {
+    for (const float zero : {0.0f, -0.0f}) {
+      const State before = export_state(net);
+      const auto steps = net.steps(), rejected = net.rejected_steps(), version = net.version();
+      ForwardScratch scratch;
+      float expected = 0.0f, pred = 123.0f;
+      if (sparse) {
+        net.predict_sparse(idx, val, 2, &expected, scratch);
+      } else {
+        net.predict(x.data(), &expected, scratch);
+      }
+      const StepResult r = sparse ? net.train_step_sparse(idx, val, 2, &y, &pred, zero)
+                                  : net.train_step(x.data(), &y, &pred, zero);
+      EXPECT_EQ(r.status, StepStatus::Trained);
+      EXPECT_EQ(r.loss, 0.0);
+      EXPECT_EQ(pred, expected);
+      EXPECT_TRUE(export_state(net) == before);
+      EXPECT_EQ(net.steps(), steps + 1);
+      EXPECT_EQ(net.rejected_steps(), rejected);
+      EXPECT_EQ(net.version(), version);
+    }
+  }
+}
+
+// A NaN, infinite or negative weight is refused like a non-finite input.
+TEST_P(Guard, BadWeightChangesNothing) {
+  Mlp net = make();
+  const std::vector<float> x{0.1f, 0.2f, 0.3f, 0.4f};
+  const std::int32_t idx[] = {1, 2};
+  const float val[] = {1.0f, -0.5f};
+  const float y = 0.5f;
+  for (const float bad : {kNaN, kInf, -kInf, -1.0f, -1e-30f}) {
+    float pred = 123.0f;
+    expect_rejected(
+        net, [&] { return net.train_step(x.data(), &y, &pred, bad); }, StepStatus::NonFiniteInput);
+    EXPECT_TRUE(std::isnan(pred));
+    expect_rejected(
+        net, [&] { return net.train_step_sparse(idx, val, 2, &y, nullptr, bad); },
+        StepStatus::NonFiniteInput);
+  }
+}
+
+// The guard under hostile weights (1e-30 .. 1e30, 0) with weight decay: the
+// weight enters the fast path's bounds through the gradient and the decay,
+// so a wrong bound would store a non-finite value here.
+TEST(GuardFuzz, HostileWeightsNeverStoreNonFiniteValues) {
+  std::mt19937 rng(77);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  int trained = 0, rejected = 0;
+  for (int variant = 0; variant < 6; ++variant) {
+    const bool bce = variant % 2 == 0;
+    Config c =
+        make_config({5, 6, 2}, Activation::Tanh, bce ? Activation::Sigmoid : Activation::Identity,
+                    bce ? Loss::BCE : Loss::MSE);
+    c.optimizer = variant / 2 == 2 ? Optimizer::Adam : Optimizer::SGD;
+    c.momentum = variant / 2 == 1 ? 0.9f : 0.0f;
+    c.weight_decay = 0.5f;
+    Mlp net(c);
+    for (int step = 0; step < 300; ++step) {
+      const float weight = step % 10 == 0 ? 0.0f : std::pow(10.0f, -30.0f + 60.0f * u(rng));
+      std::vector<float> x(5), y(2);
+      for (auto& v : x) v = normal(rng) * 3.0f;
+      for (auto& v : y) v = bce ? (u(rng) < 0.5f ? 1.0f : 0.0f) : normal(rng) * 10.0f;
+      const State before = export_state(net);
+      const auto rejects = net.rejected_steps();
+      const StepResult r = net.train_step(x.data(), y.data(), nullptr, weight);
+      const State after = export_state(net);
+      if (r.status == StepStatus::Trained) {
+        ++trained;
+        ASSERT_TRUE(std::isfinite(r.loss));
+        for (const auto& t : after.tensors) {
+          for (float v : t) ASSERT_TRUE(std::isfinite(v)) << variant << " step " << step;
+        }
+      } else {
+        ++rejected;
+        ASSERT_NE(r.status, StepStatus::NonFiniteInput);
+        ASSERT_EQ(net.rejected_steps(), rejects + 1);
+        ASSERT_TRUE(after == before) << variant << " step " << step;
+      }
+    }
+  }
+  EXPECT_GT(trained, 300);
+  EXPECT_GT(rejected, 100);
+}
+
 TEST(State, ShapeTextIsTheOneShapeFormat) {
   EXPECT_EQ(shape_text({}), "()");
   EXPECT_EQ(shape_text({4}), "(4,)");

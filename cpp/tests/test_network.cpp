@@ -323,6 +323,157 @@ TEST(Network, BatchRejectsBceTargetsOutsideUnitIntervalOnly) {
   EXPECT_EQ(c.counters().rejected_steps, bad.size());
 }
 
+// Bad weights (NaN, inf, negative) in the middle of a weighted batch: those
+// rows are rejected as NonFiniteInput (NaN loss and prediction, step 0), and
+// every other row, weight-0 rows included, trains exactly as in the batch
+// without them; the step numbers count the weight-0 rows. Dense and sparse,
+// SGD and Adam (whose bias correction reads the step counter).
+TEST(Network, BatchWeightsRejectBadRowsOnly) {
+  constexpr std::size_t kRows = 40;
+  const Stream s(6, kRows, 4, 0);
+  std::vector<float> W(kRows);
+  for (std::size_t r = 0; r < kRows; ++r) W[r] = 0.25f + 0.1f * static_cast<float>(r % 7);
+  W[3] = 0.0f;
+  W[22] = 0.0f;
+  const std::vector<std::size_t> bad{5, 17, 18, 33};
+  W[5] = kNaN;
+  W[17] = -1.0f;
+  W[18] = std::numeric_limits<float>::infinity();
+  W[33] = -std::numeric_limits<float>::infinity();
+  std::vector<float> Xk, Yk, Wk;
+  std::vector<std::size_t> kept;
+  for (std::size_t r = 0; r < kRows; ++r) {
+    if (std::find(bad.begin(), bad.end(), r) != bad.end()) continue;
+    kept.push_back(r);
+    Xk.insert(Xk.end(), &s.X[r * 4], &s.X[r * 4 + 4]);
+    Yk.push_back(s.Y[r]);
+    Wk.push_back(W[r]);
+  }
+  const std::size_t nk = kept.size();
+  std::vector<std::int64_t> ptr{0}, ptr_k{0};
+  std::vector<std::int32_t> idx, idx_k;
+  std::vector<float> val, val_k;
+  for (std::size_t r = 0; r < kRows; ++r) {
+    const bool keep = std::find(bad.begin(), bad.end(), r) == bad.end();
+    for (std::int32_t i = 0; i < 4; i += 2) {  // inputs 0 and 2 active
+      idx.push_back(i);
+      val.push_back(s.X[r * 4 + i]);
+      if (keep) {
+        idx_k.push_back(i);
+        val_k.push_back(s.X[r * 4 + i]);
+      }
+    }
+    ptr.push_back(static_cast<std::int64_t>(idx.size()));
+    if (keep) ptr_k.push_back(static_cast<std::int64_t>(idx_k.size()));
+  }
+  for (const Optimizer opt : {Optimizer::SGD, Optimizer::Adam}) {
+    for (const bool sparse : {false, true}) {
+      Config cfg = small_config();
+      cfg.optimizer = opt;
+      cfg.weight_decay = 0.01f;
+      Network a(cfg), b(cfg);
+      std::vector<double> la(kRows), lb(nk);
+      std::vector<float> pa(kRows), pb(nk);
+      std::vector<StepStatus> sa(kRows), sb(nk);
+      std::vector<std::uint64_t> na(kRows), nb(nk);
+      if (sparse) {
+        a.train_batch_sparse({kRows, ptr.data(), idx.data(), val.data()}, s.Y.data(), la.data(),
+                             pa.data(), sa.data(), na.data(), W.data());
+        b.train_batch_sparse({nk, ptr_k.data(), idx_k.data(), val_k.data()}, Yk.data(), lb.data(),
+                             pb.data(), sb.data(), nb.data(), Wk.data());
+      } else {
+        a.train_batch(kRows, s.X.data(), s.Y.data(), la.data(), pa.data(), sa.data(), na.data(),
+                      W.data());
+        b.train_batch(nk, Xk.data(), Yk.data(), lb.data(), pb.data(), sb.data(), nb.data(),
+                      Wk.data());
+      }
+      for (std::size_t r : bad) {
+        EXPECT_EQ(sa[r], StepStatus::NonFiniteInput) << r;
+        EXPECT_TRUE(std::isnan(la[r]) && std::isnan(pa[r])) << r;
+        EXPECT_EQ(na[r], 0u) << r;
+      }
+      for (std::size_t j = 0; j < nk; ++j) {
+        const std::size_t r = kept[j];
+        EXPECT_EQ(sa[r], StepStatus::Trained) << r;
+        EXPECT_EQ(std::memcmp(&la[r], &lb[j], sizeof(double)), 0) << r;
+        EXPECT_EQ(std::memcmp(&pa[r], &pb[j], sizeof(float)), 0) << r;
+        EXPECT_EQ(na[r], j + 1) << r;  // weight-0 rows are numbered steps too
+        EXPECT_EQ(nb[j], j + 1) << r;
+      }
+      EXPECT_EQ(la[3], 0.0);
+      EXPECT_EQ(export_all(a), export_all(b));
+      EXPECT_EQ(a.counters().steps, nk);
+      EXPECT_EQ(a.counters().rejected_steps, bad.size());
+      EXPECT_EQ(b.counters().rejected_steps, 0u);
+      EXPECT_EQ(a.version(), b.version());
+    }
+  }
+}
+
+// A weighted batch is the sequence of weighted steps; a null weights array
+// is the batch of weight-1 rows.
+TEST(Network, WeightedBatchEqualsWeightedSteps) {
+  const Stream s(7, 100, 4, 0);
+  std::vector<float> W(100);
+  for (std::size_t r = 0; r < 100; ++r) W[r] = static_cast<float>(r % 5) * 0.75f;
+  Network a(small_config()), b(small_config()), c(small_config()), d(small_config());
+  std::vector<double> la(100), lb(100);
+  for (std::size_t r = 0; r < 100; ++r) {
+    la[r] = a.train_step(&s.X[r * 4], &s.Y[r], nullptr, W[r]).loss;
+  }
+  b.train_batch(100, s.X.data(), s.Y.data(), lb.data(), nullptr, nullptr, nullptr, W.data());
+  EXPECT_EQ(la, lb);
+  EXPECT_EQ(export_all(a), export_all(b));
+  const std::vector<float> ones(100, 1.0f);
+  c.train_batch(100, s.X.data(), s.Y.data(), nullptr, nullptr, nullptr, nullptr, ones.data());
+  d.train_batch(100, s.X.data(), s.Y.data(), nullptr, nullptr, nullptr);
+  EXPECT_EQ(export_all(c), export_all(d));
+}
+
+// Weighted batches from 4 threads (weight-0 and NaN-weight rows among them):
+// every accepted row, weight 0 included, gets a distinct step number, and the
+// counters add up exactly.
+TEST(NetworkStress, ConcurrentWeightedBatchesCountExactly) {
+  Network t(small_config());
+  constexpr int kThreads = 4;
+  constexpr std::size_t kRows = 1000, kChunk = 125;
+  std::vector<std::vector<std::uint64_t>> steps(kThreads, std::vector<std::uint64_t>(kRows));
+  std::vector<std::vector<StepStatus>> status(kThreads, std::vector<StepStatus>(kRows));
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id) {
+    threads.emplace_back([&, id] {
+      const Stream s(id, kRows, 4, 0);
+      std::vector<float> W(kRows);
+      for (std::size_t r = 0; r < kRows; ++r) {
+        W[r] = r % 10 == 0 ? 0.0f : (r % 25 == 1 ? kNaN : 0.5f + static_cast<float>(r % 3));
+      }
+      for (std::size_t lo = 0; lo < kRows; lo += kChunk) {
+        t.train_batch(kChunk, s.X.data() + lo * 4, s.Y.data() + lo, nullptr, nullptr,
+                      status[id].data() + lo, steps[id].data() + lo, W.data() + lo);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<std::uint64_t> trained;
+  std::size_t rejected = 0;
+  for (int id = 0; id < kThreads; ++id) {
+    for (std::size_t r = 0; r < kRows; ++r) {
+      if (status[id][r] == StepStatus::Trained) {
+        trained.push_back(steps[id][r]);
+      } else {
+        EXPECT_EQ(status[id][r], StepStatus::NonFiniteInput);
+        ++rejected;
+      }
+    }
+  }
+  std::sort(trained.begin(), trained.end());
+  ASSERT_EQ(rejected, kThreads * (kRows / 25));
+  ASSERT_EQ(trained.size(), kThreads * kRows - rejected);
+  ASSERT_EQ(t.counters().steps, trained.size());
+  ASSERT_EQ(t.counters().rejected_steps, rejected);
+  for (std::size_t i = 0; i < trained.size(); ++i) ASSERT_EQ(trained[i], i + 1);
+}
+
 TEST(Network, PredictRejectsNonFiniteRows) {
   Network t(small_config());
   std::vector<float> X{0.1f, 0.2f, 0.3f, 0.4f, 0.1f, kNaN, 0.3f, 0.4f}, out(2);

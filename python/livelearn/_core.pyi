@@ -34,21 +34,39 @@ class Network(metaclass=_Pybind11Type):
         beta2: float = 0.999,
         epsilon: float = 1e-08,
     ) -> None: ...
-    def train_step(self, x: ArrayLike, y: float | ArrayLike) -> float: ...
+    def train_step(self, x: ArrayLike, y: float | ArrayLike, weight: float = 1.0) -> float: ...
     def train_step_sparse(
-        self, indices: ArrayLike, values: ArrayLike, y: float | ArrayLike
+        self, indices: ArrayLike, values: ArrayLike, y: float | ArrayLike, weight: float = 1.0
     ) -> float: ...
-    def train_batch(self, X: ArrayLike, Y: ArrayLike) -> NDArray[np.float64]: ...
+    def train_batch(
+        self, X: ArrayLike, Y: ArrayLike, *, weights: ArrayLike | None = None
+    ) -> NDArray[np.float64]: ...
     def train_batch_sparse(
-        self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike, Y: ArrayLike
+        self,
+        indptr: ArrayLike,
+        indices: ArrayLike,
+        values: ArrayLike,
+        Y: ArrayLike,
+        *,
+        weights: ArrayLike | None = None,
     ) -> NDArray[np.float64]: ...
     @overload
     def train_batch_detailed(
-        self, X: ArrayLike, Y: ArrayLike, *, return_steps: Literal[False] = False
+        self,
+        X: ArrayLike,
+        Y: ArrayLike,
+        *,
+        weights: ArrayLike | None = None,
+        return_steps: Literal[False] = False,
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8]]: ...
     @overload
     def train_batch_detailed(
-        self, X: ArrayLike, Y: ArrayLike, *, return_steps: Literal[True]
+        self,
+        X: ArrayLike,
+        Y: ArrayLike,
+        *,
+        weights: ArrayLike | None = None,
+        return_steps: Literal[True],
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]: ...
     @overload
     def train_batch_sparse_detailed(
@@ -58,6 +76,7 @@ class Network(metaclass=_Pybind11Type):
         values: ArrayLike,
         Y: ArrayLike,
         *,
+        weights: ArrayLike | None = None,
         return_steps: Literal[False] = False,
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8]]: ...
     @overload
@@ -68,6 +87,7 @@ class Network(metaclass=_Pybind11Type):
         values: ArrayLike,
         Y: ArrayLike,
         *,
+        weights: ArrayLike | None = None,
         return_steps: Literal[True],
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]: ...
     def predict(self, X: ArrayLike) -> NDArray[np.float32]: ...

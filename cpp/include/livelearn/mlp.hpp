@@ -24,7 +24,7 @@ namespace livelearn {
 
 enum class StepStatus : std::uint8_t {
   Trained = 0,
-  NonFiniteInput = 1,    // x or y held NaN/inf: nothing computed
+  NonFiniteInput = 1,    // x or y held NaN/inf, or the weight is NaN/inf/negative: nothing computed
   NonFiniteLoss = 2,     // the loss (double) or its gradient at the output is NaN/inf
   NonFiniteUpdate = 3,   // a gradient, optimizer buffer or new weight would not be finite
   TargetOutOfRange = 4,  // loss BCE and a target outside [0, 1]: nothing computed
@@ -32,7 +32,8 @@ enum class StepStatus : std::uint8_t {
 const char* to_string(StepStatus s);
 
 struct StepResult {
-  double loss;  // in double: a finite gradient can come with a loss beyond FLT_MAX
+  // weight * loss, in double: a finite gradient can come with a loss beyond FLT_MAX
+  double loss;
   StepStatus status;
 };
 
@@ -86,12 +87,22 @@ class Mlp {
   // `prediction` (n_outputs floats, may be null) receives the output made
   // before the update (all NaN if the input or target was rejected). A
   // rejected step changes nothing but rejected_steps.
-  StepResult train_step(const float* x, const float* y, float* prediction);
+  //
+  // `weight` (finite, >= 0; else NonFiniteInput) multiplies the example's
+  // loss and its whole gradient, weight decay included (the L2 term is part
+  // of the example's gradient) and is clipped with it: for SGD without
+  // momentum or clipping a weight-k step is the step with learning rate
+  // k * lr. The returned loss is weight * loss.
+  // A weight-0 example counts as an accepted step (steps() grows, its status
+  // is Trained, its loss 0) but writes no parameter or optimizer value and
+  // leaves version() alone; as Adam's bias correction reads steps(), the
+  // next Adam steps see the larger counter.
+  StepResult train_step(const float* x, const float* y, float* prediction, float weight = 1.0f);
   // Same for a sparse example: `nnz` (index, value) pairs, indices unique and
   // in range (Network validates). Only the active rows of the first weight
   // matrix are read or updated (lazy weight decay / optimizer state there).
   StepResult train_step_sparse(const std::int32_t* indices, const float* values, std::size_t nnz,
-                               const float* y, float* prediction);
+                               const float* y, float* prediction, float weight = 1.0f);
 
   void predict(const float* x, float* out, ForwardScratch& scratch) const;
   void predict_sparse(const std::int32_t* indices, const float* values, std::size_t nnz, float* out,
@@ -135,16 +146,17 @@ class Mlp {
   // The parts of a training step, in order (mlp.cpp).
   template <bool Sparse>
   StepResult step(const float* x, const std::int32_t* idx, std::size_t nnz, const float* y,
-                  float* prediction);
-  StepStatus check_example(const float* x, std::size_t x_len, const float* y) const;
+                  float* prediction, float weight);
+  StepStatus check_example(const float* x, std::size_t x_len, const float* y, float weight) const;
   template <bool Sparse>
   void forward(const float* x, const std::int32_t* idx, std::size_t nnz);
   float backward(float dmax_out, float& amax);
   template <bool Sparse>
   StepResult update(const float* x, const std::int32_t* idx, std::size_t x_len, float amax,
-                    float dmax, double loss);
+                    float dmax, double loss, float weight);
   StepResult rejected(StepStatus why, double loss, float* prediction);
   StepResult trained(double loss);
+  StepResult trained_unchanged(double loss);
 
   void rescan_bounds();
   std::vector<float*> buffers();

@@ -38,17 +38,23 @@ class Network {
   std::size_t n_outputs() const { return mlp_.n_outputs(); }
   std::size_t n_parameters() const { return mlp_.n_parameters(); }
 
-  StepResult train_step(const float* x, const float* y, float* prediction);
+  // `weight`: the example's weight (see Mlp::train_step); a NaN, infinite
+  // or negative one rejects the step as NonFiniteInput.
+  StepResult train_step(const float* x, const float* y, float* prediction, float weight = 1.0f);
   StepResult train_step_sparse(const std::int32_t* indices, const float* values, std::size_t nnz,
-                               const float* y, float* prediction);
+                               const float* y, float* prediction, float weight = 1.0f);
   // n steps in order, the lock taken per step. Outputs may be null; a
   // rejected row's loss is NaN and its status says why. steps[r] receives
   // the step counter right after row r's update, read under the same lock
   // (so it is exact while other threads train), or 0 if the row was rejected.
+  // weights (n values, may be null: all 1) weigh each row as in train_step;
+  // a bad weight rejects its row only, as NonFiniteInput.
   void train_batch(std::size_t n, const float* X, const float* Y, double* losses,
-                   float* predictions, StepStatus* status, std::uint64_t* steps = nullptr);
+                   float* predictions, StepStatus* status, std::uint64_t* steps = nullptr,
+                   const float* weights = nullptr);
   void train_batch_sparse(const CsrView& csr, const float* Y, double* losses, float* predictions,
-                          StepStatus* status, std::uint64_t* steps = nullptr);
+                          StepStatus* status, std::uint64_t* steps = nullptr,
+                          const float* weights = nullptr);
   void predict(std::size_t n, const float* X, float* out) const;
   void predict_sparse(const CsrView& csr, float* out) const;
 

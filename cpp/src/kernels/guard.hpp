@@ -41,9 +41,11 @@ LL_INLINE double gradient_bound(float scale, float xmax, float amax, float dmax)
   return static_cast<double>(scale) * factor * static_cast<double>(dmax);
 }
 
-// The bounds after an SGD step whose gradient entries are at most g.
-LL_INLINE Bounds sgd_bounds_after(const Bounds& b, double g, const Config& c, bool momentum) {
-  const double lr = c.learning_rate, wd = c.weight_decay;
+// The bounds after an SGD step whose gradient entries are at most g, with
+// the step's weight decay wd (the configured one times the example's weight).
+LL_INLINE Bounds sgd_bounds_after(const Bounds& b, double g, double wd, const Config& c,
+                                  bool momentum) {
+  const double lr = c.learning_rate;
   Bounds next = b;
   if (momentum) {  // m' = mu m + g + wd w;  w' = w - lr m'
     next.m = c.momentum * b.m + g + wd * b.w;
