@@ -182,7 +182,11 @@ class FeatureEncoder:
 
     Layout (all float32):
 
-    * ``input[0]``: action type hash in ``[-1, 1)``: ``unit_hash(action_type)``.
+    * ``input[0]``: action type hash in ``[-1, 1)``: ``unit_hash(action_type)``;
+      always 0.0 with ``action=False``. An :class:`~livelearn.Engine` whose target is
+      derived from the action type (``targets`` given) uses that form (see
+      :meth:`without_action`): the outcome is never an input, and the layout keeps
+      its 4 slots so networks and checkpoints keep their shape.
     * ``input[1]``: time of day in ``[0, 1)``: seconds since local midnight / 86400,
       in ``timezone`` (UTC by default; any IANA name, DST-aware).
     * ``input[2]``: user hash in ``[-1, 1)``: ``unit_hash(user_id)``.
@@ -191,6 +195,7 @@ class FeatureEncoder:
     Args:
         timezone: IANA name (``"Europe/Berlin"``) or a ``tzinfo``.  Only names (and
             ``datetime.timezone.utc``) survive :meth:`get_config`.
+        action: False leaves the action type out (``input[0]`` is 0.0).
 
     Example:
         >>> from livelearn.interaction import InteractionData
@@ -199,18 +204,37 @@ class FeatureEncoder:
         array([0.875, 1.   ], dtype=float32)
     """
 
-    __slots__ = ("_action_hash", "_clock", "_user_hash")
+    __slots__ = ("_action", "_action_hash", "_clock", "_user_hash")
 
-    _PARAMS = frozenset({"timezone"})
+    _PARAMS = frozenset({"timezone", "action"})
 
-    def __init__(self, timezone: str | tzinfo = "UTC") -> None:
+    def __init__(self, timezone: str | tzinfo = "UTC", action: bool = True) -> None:
         self._clock = _Clock(timezone)
-        self._action_hash: HashCache[str, float] = HashCache(unit_hash)
+        self._action = _check_bool("action", action)
+        self._action_hash: HashCache[str, float] = HashCache(unit_hash if self._action else _zero)
         self._user_hash: HashCache[str | int, float] = HashCache(unit_hash)
 
     def __repr__(self) -> str:
         name = self._clock.name
-        return f"FeatureEncoder(timezone={name if name is not None else self._clock.tz!r})"
+        zone = name if name is not None else repr(self._clock.tz)
+        return f"FeatureEncoder(timezone={zone})" + ("" if self._action else ", action=False")
+
+    @property
+    def uses_action(self) -> bool:
+        """True if the action type is an input (``input[0]``)."""
+        return self._action
+
+    def without_action(self) -> FeatureEncoder:
+        """The same encoder with ``input[0]`` fixed at 0.0 (the action type left out).
+
+        Example:
+            >>> from livelearn.interaction import InteractionData
+            >>> FeatureEncoder().without_action().encode(InteractionData("click", 0, "u"))[0]
+            np.float32(0.0)
+        """
+        return FeatureEncoder(
+            self._clock.tz if self._clock.name is None else self._clock.name, False
+        )
 
     @property
     def n_inputs(self) -> int:
@@ -272,8 +296,13 @@ class FeatureEncoder:
         return indptr, indices, dense.reshape(-1)
 
     def get_config(self) -> dict[str, Any]:
-        """``{"type": "FeatureEncoder", "timezone": ..., "n_inputs": 4}``."""
-        return {"type": "FeatureEncoder", "timezone": self._clock.config_name(), "n_inputs": 4}
+        """``{"type": "FeatureEncoder", "timezone": ..., "n_inputs": 4}``, plus
+        ``"action": False`` when the action type is left out."""
+        config: dict[str, Any] = {"type": "FeatureEncoder", "timezone": self._clock.config_name()}
+        if not self._action:
+            config["action"] = False
+        config["n_inputs"] = 4
+        return config
 
     def describe(self) -> list[str]:
         """Names of the 4 inputs, in order.
@@ -284,11 +313,17 @@ class FeatureEncoder:
         """
         zone = self._clock.name or repr(self._clock.tz)
         return [
-            "action_type_hash (unit_hash(action_type) in [-1, 1))",
+            "action_type_hash (unit_hash(action_type) in [-1, 1))"
+            if self._action
+            else "action_type left out (always 0.0: the target is derived from it)",
             f"time_of_day (seconds since midnight {zone} / 86400)",
             "user_hash (unit_hash(user_id) in [-1, 1))",
             "has_context (1 if context is non-empty else 0)",
         ]
+
+
+def _zero(_: str) -> float:
+    return 0.0
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -520,6 +555,33 @@ class HashedFeatureEncoder:
     def __repr__(self) -> str:
         cfg = self._config_params()
         return f"HashedFeatureEncoder({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+    @property
+    def uses_action(self) -> bool:
+        """True if any hashed feature reads the action type (``action=`` or a cross)."""
+        return self._action or any("action" in cross for cross in self._crosses)
+
+    def without_action(self) -> HashedFeatureEncoder:
+        """The same encoder without ``action=`` and without every cross involving
+        the action; every other hash value is unchanged.
+
+        Raises:
+            ValueError: nothing would be left to encode.
+
+        Example:
+            >>> enc = HashedFeatureEncoder(n_buckets=8).without_action()
+            >>> enc.get_config()["action"], enc.get_config()["crosses"]
+            (False, [])
+        """
+        params = self._config_params()
+        params["action"] = False
+        params["crosses"] = [c for c in self._crosses if "action" not in c]
+        try:
+            return HashedFeatureEncoder(**params)
+        except ValueError as exc:
+            raise ValueError(
+                f"features: without the action type (the target is derived from it) {exc}"
+            ) from exc
 
     @property
     def n_inputs(self) -> int:

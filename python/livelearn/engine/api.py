@@ -25,6 +25,7 @@ from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.dispatcher import Dispatcher
 from livelearn.engine.forking import ForkHooks
 from livelearn.engine.forking import register as register_for_fork
+from livelearn.engine.inputs import outcome_blind
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -79,7 +80,15 @@ class Engine:
             network sparse examples.
         targets: a mapping from action type to target (``{"click": 1.0,
             "skip": 0.0}``), a callable, a :class:`TargetMapper`, or None. An
-            interaction's own ``label`` always wins.
+            interaction's own ``label`` always wins. **The outcome is never an
+            input**: with ``targets`` given, the network does not see the action
+            type (the built-in encoders leave it out, see
+            :mod:`livelearn.engine.inputs`; a custom encoder that uses it is
+            refused with ``ValueError``), so :meth:`predict` answers "how likely
+            is a positive outcome for this user, in this context, now" whatever
+            action type the query carries. Put the item or candidate in
+            ``context``. Without ``targets`` (explicit labels) the action type
+            may stay an input.
         history_size: how many trained examples :attr:`history` keeps.
         log_every: log the loss at INFO every this many trained steps (0: never).
         max_pending: most interactions queued at once; see ``overload``.
@@ -171,6 +180,7 @@ class Engine:
                 f"n_outputs: {n_outputs} does not match the targets' n_outputs={mapper.n_outputs}"
             )
         self._targets = mapper
+        self._encoder = outcome_blind(self._encoder, mapper)
         # The native constructor would answer a non-str with pybind11's
         # multi-line overload listing; unknown names it rejects itself.
         check_name("activation", activation, "tanh")
@@ -629,7 +639,8 @@ class Engine:
 
     @property
     def features(self) -> Encoder:
-        """The engine's encoder: ``engine.features.encode(x)`` is what the network sees."""
+        """The engine's encoder: ``engine.features.encode(x)`` is what the network sees
+        (with ``targets`` given, a built-in encoder's form without the action type)."""
         return self._encoder
 
     @property
