@@ -307,7 +307,8 @@ def test_network_sees_exactly_the_encoder_output(engines: EngineFactory) -> None
 
 
 def test_network_sees_exactly_the_sparse_encoder_output(engines: EngineFactory) -> None:
-    engine = engines(features=HashedFeatureEncoder(n_buckets=512), batch_size=7)
+    # The MLP over sparse inputs (a HashedFeatureEncoder alone now picks the field model).
+    engine = engines(features=HashedFeatureEncoder(n_buckets=512), batch_size=7, model="mlp")
     shadow = Network(**engine.network.get_config())
     items = stream(60)
     for f in engine.train_many(items):
@@ -872,7 +873,7 @@ def test_predict_returns_the_network_output(engines: EngineFactory) -> None:
 
 
 def test_predict_with_a_sparse_encoder(engines: EngineFactory) -> None:
-    engine = engines(features=HashedFeatureEncoder(n_buckets=256))
+    engine = engines(features=HashedFeatureEncoder(n_buckets=256), model="mlp")
     wait(engine.train_many(stream(30)), timeout=WAIT)
     x = item(5)
     p = engine.predict(x)

@@ -773,6 +773,118 @@ class HashedFeatureEncoder:
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         return indptr, (unique % width).astype(np.int32), sums.astype(np.float32)
 
+    #: Context field slots when ``context_keys=None`` (keys are hashed onto them).
+    CONTEXT_FIELDS = 4
+
+    @property
+    def field_names(self) -> list[str]:
+        """Names of the fields :meth:`encode_fields_many` numbers ``0, 1, ...``."""
+        names = ["action"] if self._action else []
+        if self._user:
+            names.append("user")
+        if self._context_keys is None:
+            names += [f"context:*{i}" for i in range(self.CONTEXT_FIELDS)]
+        else:
+            names += [f"context:{key}" for key in self._context_keys]
+        return names + [f"{a} x {b}" for a, b in self._crosses]
+
+    def encode_fields_many(
+        self, interactions: Sequence[InteractionData]
+    ) -> tuple[
+        NDArray[np.int64],
+        NDArray[np.int32],
+        NDArray[np.float32],
+        NDArray[np.int32],
+        NDArray[np.float32],
+    ]:
+        """The hashed entries with their field ids, for a field-aware model:
+        ``(indptr, indices, values, fields, dense)``.
+
+        ``indices`` are buckets in ``[0, n_buckets)`` (the column of
+        :meth:`encode_sparse_many` minus :attr:`n_dense`: the same hash values),
+        one entry per active feature in field order (no collision summing: two
+        fields may share a bucket); ``fields`` numbers :attr:`field_names`;
+        ``dense`` is the ``(n, n_dense)`` float32 matrix of the dense slots.
+
+        Example:
+            >>> from livelearn.interaction import InteractionData
+            >>> enc = HashedFeatureEncoder(n_buckets=64, context_keys=["item"], crosses=())
+            >>> _, idx, _, fields, dense = enc.encode_fields_many(
+            ...     [InteractionData("a", 0.0, "u", {"item": "i"})])
+            >>> fields.tolist(), dense.shape, enc.field_names
+            ([0, 1, 2], (1, 5), ['action', 'user', 'context:item'])
+        """
+        xs = _as_list(interactions)
+        n = len(xs)
+        k = self._k
+        cols: list[int] = []
+        fields: list[int] = []
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        n_fixed = int(self._action) + int(self._user)
+        ctx_index = {key: n_fixed + i for i, key in enumerate(self._context_keys or ())}
+        n_ctx = self.CONTEXT_FIELDS if self._context_keys is None else len(ctx_index)
+        slot_of: dict[str, int] = {}
+        for row, it in enumerate(xs):
+            f = 0
+            if self._action:
+                cols.append(self._action_cols(it.action_type))
+                fields.append(f)
+                f += 1
+            if self._user:
+                cols.append(self._user_cols(it.user_id))
+                fields.append(f)
+            ctx = it.context
+            if ctx:
+                keys = self._context_keys
+                if keys is None:
+                    numeric = self._numeric_set
+                    for key, value in ctx.items():
+                        if type(value) is str:
+                            text: str | None = value
+                        elif type(value) is int or type(value) is bool:
+                            text = _category(value)
+                        else:
+                            continue
+                        if text is not None and key not in numeric:
+                            slot = slot_of.get(key)
+                            if slot is None:
+                                slot = slot_of[key] = (
+                                    n_fixed + stable_hash64("context:" + key) % self.CONTEXT_FIELDS
+                                )
+                            cols.append(self._ctx_cols((key, text)))
+                            fields.append(slot)
+                else:
+                    for key in keys:
+                        text = _category(ctx.get(key))
+                        if text is not None:
+                            cols.append(self._ctx_cols((key, text)))
+                            fields.append(ctx_index[key])
+            for i, field_a, ckey_a, field_b, ckey_b in self._cross_specs:
+                v1 = self._field(it, field_a, ckey_a)
+                v2 = self._field(it, field_b, ckey_b)
+                if v1 is not None and v2 is not None:
+                    cols.append(self._cross_cols((i, v1, v2)))
+                    fields.append(n_fixed + n_ctx + i)
+            indptr[row + 1] = len(cols)
+        dense = np.zeros((n, k), dtype=np.float32)
+        for col, values in zip(
+            self._dense_cols,
+            self._dense_values(xs, self._local_many, np.sin, np.cos, np.ones(n)),
+            strict=True,
+        ):
+            dense[:, col] = values
+        if self._numeric_keys:
+            for row, it in enumerate(xs):
+                for col, value in self._numeric(it):
+                    dense[row, col] = value
+        return (
+            indptr,
+            (np.array(cols, dtype=np.int64) - k).astype(np.int32),
+            np.ones(len(cols), dtype=np.float32),
+            np.array(fields, dtype=np.int32),
+            dense,
+        )
+
     def encode(self, interaction: InteractionData) -> NDArray[np.float32]:
         """Dense view of shape ``(n_inputs,)``, for inspection (engines use CSR)."""
         out = np.zeros(self.n_inputs, dtype=np.float32)
