@@ -169,17 +169,29 @@ def history_rows(
     CSR rows in the encoder's column layout (a field batch is mapped back to it:
     dense slots first, then ``n_dense + bucket``, collisions summed)."""
     if isinstance(features, FieldFeatures):
-        out: list[tuple[NDArray[np.int32], NDArray[np.float32]]] = []
-        f = features
-        dense_cols = np.arange(f.n_dense, dtype=np.int64)
-        for r in np.flatnonzero(mask).tolist():
-            lo, hi = int(f.indptr[r]), int(f.indptr[r + 1])
-            cols = np.concatenate((dense_cols, f.indices[lo:hi].astype(np.int64) + f.n_dense))
-            vals = np.concatenate((f.dense[r].astype(np.float64), f.values[lo:hi]))
-            unique, inverse = np.unique(cols, return_inverse=True)
-            sums = np.bincount(inverse.reshape(-1), weights=vals)
-            out.append((unique.astype(np.int32), sums.astype(np.float32)))
-        return None, out
+        return None, sparse_rows(_encoder_layout(features), mask)
     if isinstance(features, tuple):
         return None, sparse_rows(features, mask)
     return features[mask], None
+
+
+def _encoder_layout(f: FieldFeatures) -> tuple[Any, Any, Any]:
+    """A field batch as the encoder's CSR (``encode_sparse_many``): dense slots at
+    ``0..n_dense-1``, then ``n_dense + bucket``; one vectorised pass, duplicates summed."""
+    n = len(f.indptr) - 1
+    width = f.n_inputs
+    rows = np.concatenate(
+        (
+            np.repeat(np.arange(n, dtype=np.int64), f.n_dense),
+            np.repeat(np.arange(n), np.diff(f.indptr)),
+        )
+    )
+    cols = np.concatenate(
+        (np.tile(np.arange(f.n_dense, dtype=np.int64), n), f.indices.astype(np.int64) + f.n_dense)
+    )
+    vals = np.concatenate((f.dense.reshape(-1).astype(np.float64), f.values))
+    unique, inverse = np.unique(rows * width + cols, return_inverse=True)
+    sums = np.bincount(inverse.reshape(-1), weights=vals)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(unique // width, minlength=n), out=indptr[1:])
+    return indptr, (unique % width).astype(np.int32), sums.astype(np.float32)
