@@ -140,3 +140,20 @@ def test_save_load_resumes_bit_identically(tmp_path: Path) -> None:
         assert meta["network"]["n_fields"] == resumed.network.get_config()["n_fields"]
     finally:
         resumed.close()
+
+
+def test_inspect_describes_a_field_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from livelearn.cli import inspect
+
+    path = tmp_path / "f.ckpt"
+    with Engine(features=HashedFeatureEncoder(n_buckets=256)) as engine:
+        engine.train_many(parity_events(20, labelled=True))[-1].result(WAIT)
+        engine.save(path)
+        n_parameters = engine.network.n_parameters  # type: ignore[union-attr]
+    assert inspect.run(argparse.Namespace(checkpoint=str(path), json=False)) == 0
+    out = capsys.readouterr().out
+    assert "field model" in out and f"{n_parameters:,}" in out
