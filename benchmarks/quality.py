@@ -16,11 +16,16 @@ The outcome (label) is never an input. Streams:
 * ``open-bandit``: the embedded 30,000-impression Open Bandit sample (fields user,
   action type and every context key), against the running base rate.
 
-Learners: ``livelearn.FieldModel`` with its defaults, River ``LogisticRegression`` on
-one-hot features, a plain online logistic regression (numpy, SGD), and Vowpal Wabbit
-(linear, and with all field-pair interactions ``-q ::``) when ``vowpalwabbit`` imports.
-Times are the learner's own calls per event (inputs prepared beforehand), on a
-shared machine: compare them with each other, not across runs.
+Learners: ``livelearn Engine defaults`` -- the real service path,
+``Engine(features=HashedFeatureEncoder(), targets=...)`` with every model argument at its
+default, through :func:`livelearn.evaluate.progressive_val_score` (its µs/event include
+the engine's encoding and dispatching; on the parity stream also with the outcome as the
+action type and ``targets``) --, ``livelearn.FieldModel`` with its defaults, River
+``LogisticRegression`` on one-hot features, a plain online logistic regression (numpy,
+SGD), and Vowpal Wabbit (linear, and with all field-pair interactions ``-q ::``) when
+``vowpalwabbit`` imports. Times are the learner's own calls per event (inputs prepared
+beforehand; for the Engine rows the whole engine path), on a shared machine: compare
+them with each other, not across runs.
 
 Run: ``PYTHONPATH=python python benchmarks/quality.py`` (writes
 ``benchmarks/results/quality.json`` and ``quality.md``; ``--quick`` for a smaller run).
@@ -36,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +70,12 @@ class Stream:
     probabilities: NDArray[np.float64] | None = None  # the truth, where known
     pairs: Tokens | None = None  # parity: every user x item pair ...
     pair_truth: NDArray[np.bool_] | None = None  # ... and whether it should click
+    events: list[InteractionData] | None = None  # the raw stream, for the Engine rows
+    pair_events: list[InteractionData] | None = None
+    targets: dict[str, float] | None = None  # the events' outcome is the action type
+    variants: dict[str, tuple[list[InteractionData], dict[str, float]]] = field(
+        default_factory=dict
+    )  # extra label forms of the same stream for the Engine row: name -> (events, targets)
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,6 +102,14 @@ def parity_stream(n_users: int, n_items: int, n_events: int, seed: int = 0) -> S
     tokens = [
         [f"user=u{u}", "action=view", f"item=i{i}"] for u, i in zip(users, items, strict=True)
     ]
+    events = [
+        InteractionData("view", float(t), f"u{u}", {"item": f"i{i}"}, label=float(y))
+        for t, (u, i, y) in enumerate(zip(users, items, labels, strict=True))
+    ]
+    by_action = [
+        InteractionData("click" if y else "view", float(t), f"u{u}", {"item": f"i{i}"})
+        for t, (u, i, y) in enumerate(zip(users, items, labels, strict=True))
+    ]
     uu, ii = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
     pairs = [
         [f"user=u{u}", "action=view", f"item=i{i}"]
@@ -103,6 +123,12 @@ def parity_stream(n_users: int, n_items: int, n_events: int, seed: int = 0) -> S
         probabilities=np.where(same, 0.8, 0.0),
         pairs=pairs,
         pair_truth=(uu.ravel() % 2) == (ii.ravel() % 2),
+        events=events,
+        pair_events=[
+            InteractionData("view", 0.0, f"u{u}", {"item": f"i{i}"})
+            for u, i in zip(uu.ravel(), ii.ravel(), strict=True)
+        ],
+        variants={"targets={'click': 1, 'view': 0}": (by_action, {"click": 1.0, "view": 0.0})},
     )
 
 
@@ -117,6 +143,7 @@ def simulator_stream(n_events: int, seed: int = 0) -> Stream:
         tokens,
         np.asarray(sim.labels, dtype=np.float64),
         probabilities=np.asarray(sim.probabilities, dtype=np.float64),
+        events=list(sim.interactions),
         notes={
             "bayes_log_loss": sim.bayes_log_loss(),
             "base_rate_log_loss": sim.base_rate_log_loss(),
@@ -129,7 +156,7 @@ def open_bandit_stream() -> Stream:
     tokens = [_event_tokens(e) for e in events]
     fields = [t.split("=", 1)[0] for t in tokens[0]]
     labels = np.array([e.label for e in events], dtype=np.float64)
-    return Stream("open bandit sample, 30k", fields, tokens, labels)
+    return Stream("open bandit sample, 30k", fields, tokens, labels, events=list(events))
 
 
 # ----------------------------------------------------------------- learners
@@ -204,6 +231,45 @@ class FieldLearner(Learner):
         state = sum(int(np.prod(shape)) for _, shape in self.model._state_layout())
         mib = 4 * state / 2**20
         return f"{self.model.n_parameters:,} parameters ({mib:.0f} MiB with optimizer state)"
+
+
+class EngineDefaults(Learner):
+    """The real service path: ``Engine(features=HashedFeatureEncoder(), ...)`` with every
+    model argument at its default, through :func:`livelearn.evaluate.progressive_val_score`
+    (train_many, the dispatcher, encoding included in the time)."""
+
+    def __init__(self, variant: str | None = None) -> None:
+        self.variant = variant
+        self.name = "livelearn Engine defaults" + (f", {variant}" if variant else "")
+
+    def run(self, stream: Stream) -> tuple[NDArray[np.float64], float]:
+        from livelearn import Engine, HashedFeatureEncoder
+        from livelearn.evaluate import progressive_val_score
+
+        events, targets = stream.events, stream.targets
+        if self.variant is not None:
+            events, targets = stream.variants[self.variant]
+        assert events is not None
+        # The open-ended context_keys=None default: every categorical key is a field.
+        self.engine = Engine(features=HashedFeatureEncoder(), targets=targets, log_every=0)
+        self.engine.initialize()
+        result = progressive_val_score(self.engine, events, loss="bce")
+        assert result.trained == len(events), "every step must be trained"
+        preds = np.empty(len(events))
+        preds[result.positions] = result.predictions
+        return preds, result.seconds
+
+    def predict(self, tokens: Tokens) -> NDArray[np.float64]:
+        raise NotImplementedError("uses predict_events")
+
+    def predict_events(self, events: list[InteractionData]) -> NDArray[np.float64]:
+        return np.asarray(self.engine.predict_many(events)[:, 0], dtype=np.float64)
+
+    def size(self) -> str:
+        net = self.engine.network
+        mib = 4 * sum(v.size for v in net.get_state().values()) / 2**20
+        self.engine.close()
+        return f"{net.n_parameters:,} parameters ({mib:.0f} MiB with optimizer state)"
 
 
 class NumpyLogistic(Learner):
@@ -308,6 +374,7 @@ class VowpalWabbit(Learner):
 
 def learners(with_vw: bool, fm_kwargs: dict[str, Any]) -> list[Callable[[], Learner]]:
     out: list[Callable[[], Learner]] = [
+        EngineDefaults,
         lambda: FieldLearner(**fm_kwargs),
         RiverLogistic,
         NumpyLogistic,
@@ -332,15 +399,18 @@ def evaluate(stream: Stream, make: Callable[[], Learner]) -> dict[str, Any]:
         "log_loss": log_loss(y, preds),
         "auc": roc_auc(y, preds),
         "us_per_event": 1e6 * seconds / len(y),
-        "size": learner.size(),
     }
     if "bayes_log_loss" in stream.notes:
         base, bayes = stream.notes["base_rate_log_loss"], stream.notes["bayes_log_loss"]
         row["gap_closed"] = (base - row["log_loss"]) / (base - bayes)
     if stream.pairs is not None and stream.pair_truth is not None:
-        row["pair_accuracy"] = float(
-            np.mean((learner.predict(stream.pairs) > 0.4) == stream.pair_truth)
-        )
+        if isinstance(learner, EngineDefaults):
+            assert stream.pair_events is not None
+            pair_preds = learner.predict_events(stream.pair_events)
+        else:
+            pair_preds = learner.predict(stream.pairs)
+        row["pair_accuracy"] = float(np.mean((pair_preds > 0.4) == stream.pair_truth))
+    row["size"] = learner.size()
     return row
 
 
@@ -361,7 +431,8 @@ def run_all(
         }
         if stream.probabilities is not None:
             entry["bayes_auc"] = roc_auc(stream.labels, stream.probabilities)
-        for make in makers:
+        stream_makers = [*makers, *(partial(EngineDefaults, v) for v in stream.variants)]
+        for make in stream_makers:
             row = evaluate(stream, make)
             row["vs_running_base_rate"] = row["log_loss"] / entry["running_base_rate_log_loss"] - 1
             entry["rows"].append(row)
@@ -454,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         streams.append(open_bandit_stream())
     makers = learners(with_vw, fm_kwargs)
     if args.fm_only:
-        makers = makers[:1]
+        makers = makers[1:2]
     results = run_all(streams, makers)
     if args.quick or args.only or args.fm or args.fm_only:
         return 0

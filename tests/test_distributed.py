@@ -598,7 +598,7 @@ def encoder() -> HashedFeatureEncoder:
 
 
 def new_engine() -> Engine:
-    return Engine(features=encoder(), log_every=0)
+    return Engine(features=encoder(), log_every=0, model="mlp")
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def stream() -> SimulatedStream:
 
 
 def single_engine_loss(stream: SimulatedStream) -> float:
-    engine = Engine(features=encoder(), log_every=0)
+    engine = Engine(features=encoder(), log_every=0, model="mlp")
     with engine:
         results = [f.result() for f in engine.train_many(stream.interactions)]
     return float(np.mean([r.loss for r in results]))
@@ -87,7 +87,7 @@ def single_loss(stream: SimulatedStream) -> float:
 
 def start_cluster(name: str, n: int = 3, **coordinator_options: Any) -> tuple[Any, dict[int, Any]]:
     enc = encoder()
-    config = Engine(features=enc, log_every=0).network.get_config()
+    config = Engine(features=enc, log_every=0, model="mlp").network.get_config()
     coordinator = start_coordinator(config, name=name, **coordinator_options)
     engine_options = {"features": enc.get_config(), "hidden_layers": [16, 8]}
     replicas = {
@@ -215,14 +215,14 @@ def test_plain_process_joins_through_ray_transport(
     """An ordinary process connected to the cluster (here: the driver) with its
     own engine, finding the coordinator by name; it pulls the model first."""
     enc = encoder()
-    config = Engine(features=enc, log_every=0).network.get_config()
+    config = Engine(features=enc, log_every=0, model="mlp").network.get_config()
     coordinator = start_coordinator(config, name="plain", merge="delta")
     # A replica actor learns a little first.
     actor = start_replica(coordinator, "actor", {"features": enc.get_config()}, sync_every=20)
     ray.get(actor.train.remote(stream.interactions[:1_000]), timeout=WAIT)
     ray.get(actor.close.remote(), timeout=WAIT)
 
-    engine = Engine(features=enc, log_every=0)
+    engine = Engine(features=enc, log_every=0, model="mlp")
     transport = RayTransport("plain", timeout=WAIT)  # a busy machine answers slowly
     averager = ModelAverager(engine, transport, "web-1", sync_every=100)
     assert averager.join()

@@ -307,7 +307,8 @@ def test_network_sees_exactly_the_encoder_output(engines: EngineFactory) -> None
 
 
 def test_network_sees_exactly_the_sparse_encoder_output(engines: EngineFactory) -> None:
-    engine = engines(features=HashedFeatureEncoder(n_buckets=512), batch_size=7)
+    # The MLP over sparse inputs (a HashedFeatureEncoder alone now picks the field model).
+    engine = engines(features=HashedFeatureEncoder(n_buckets=512), batch_size=7, model="mlp")
     shadow = Network(**engine.network.get_config())
     items = stream(60)
     for f in engine.train_many(items):
@@ -335,13 +336,15 @@ def test_sparse_history_features_equal_the_encoder_output(engines: EngineFactory
     engine = engines(features=encoder)
     items = stream(20)
     wait(engine.train_many(items), timeout=WAIT)
+    seen = encoder.without_action()  # the targets are derived from the action type
+    assert seen.get_config() == engine.features.get_config()
     for example, x in zip(engine.history, items, strict=True):
         assert isinstance(example.features, SparseFeatures)
-        indices, values = encoder.encode_sparse(x)
+        indices, values = seen.encode_sparse(x)
         np.testing.assert_array_equal(example.features.indices, indices)
         np.testing.assert_array_equal(example.features.values, values)
         assert example.features.n_inputs == encoder.n_inputs
-        np.testing.assert_array_equal(example.features.to_dense(), encoder.encode(x))
+        np.testing.assert_array_equal(example.features.to_dense(), seen.encode(x))
 
 
 # ---------------------------------------------------------------------- targets
@@ -726,7 +729,7 @@ class _WidthBreakingEncoder(FeatureEncoder):
     __slots__ = ("broken",)
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(action=False)  # the engine derives targets from the action type
         self.broken = False
 
     def encode_many(self, interactions: Sequence[InteractionData]) -> NDArray[np.float32]:
@@ -870,7 +873,7 @@ def test_predict_returns_the_network_output(engines: EngineFactory) -> None:
 
 
 def test_predict_with_a_sparse_encoder(engines: EngineFactory) -> None:
-    engine = engines(features=HashedFeatureEncoder(n_buckets=256))
+    engine = engines(features=HashedFeatureEncoder(n_buckets=256), model="mlp")
     wait(engine.train_many(stream(30)), timeout=WAIT)
     x = item(5)
     p = engine.predict(x)

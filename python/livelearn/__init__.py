@@ -24,6 +24,7 @@ from livelearn.errors import (
     StepRejected,
 )
 from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
+from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture
 from livelearn.hashing import stable_hash64, unit_hash
 from livelearn.interaction import InteractionData
@@ -41,6 +42,7 @@ __all__ = [
     "EngineOverloaded",
     "EngineStats",
     "FeatureEncoder",
+    "FieldNetwork",
     "HashedFeatureEncoder",
     "InteractionData",
     "InvalidInteraction",

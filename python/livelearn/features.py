@@ -182,7 +182,11 @@ class FeatureEncoder:
 
     Layout (all float32):
 
-    * ``input[0]``: action type hash in ``[-1, 1)``: ``unit_hash(action_type)``.
+    * ``input[0]``: action type hash in ``[-1, 1)``: ``unit_hash(action_type)``;
+      always 0.0 with ``action=False``. An :class:`~livelearn.Engine` whose target is
+      derived from the action type (``targets`` given) uses that form (see
+      :meth:`without_action`): the outcome is never an input, and the layout keeps
+      its 4 slots so networks and checkpoints keep their shape.
     * ``input[1]``: time of day in ``[0, 1)``: seconds since local midnight / 86400,
       in ``timezone`` (UTC by default; any IANA name, DST-aware).
     * ``input[2]``: user hash in ``[-1, 1)``: ``unit_hash(user_id)``.
@@ -191,6 +195,7 @@ class FeatureEncoder:
     Args:
         timezone: IANA name (``"Europe/Berlin"``) or a ``tzinfo``.  Only names (and
             ``datetime.timezone.utc``) survive :meth:`get_config`.
+        action: False leaves the action type out (``input[0]`` is 0.0).
 
     Example:
         >>> from livelearn.interaction import InteractionData
@@ -199,18 +204,37 @@ class FeatureEncoder:
         array([0.875, 1.   ], dtype=float32)
     """
 
-    __slots__ = ("_action_hash", "_clock", "_user_hash")
+    __slots__ = ("_action", "_action_hash", "_clock", "_user_hash")
 
-    _PARAMS = frozenset({"timezone"})
+    _PARAMS = frozenset({"timezone", "action"})
 
-    def __init__(self, timezone: str | tzinfo = "UTC") -> None:
+    def __init__(self, timezone: str | tzinfo = "UTC", action: bool = True) -> None:
         self._clock = _Clock(timezone)
-        self._action_hash: HashCache[str, float] = HashCache(unit_hash)
+        self._action = _check_bool("action", action)
+        self._action_hash: HashCache[str, float] = HashCache(unit_hash if self._action else _zero)
         self._user_hash: HashCache[str | int, float] = HashCache(unit_hash)
 
     def __repr__(self) -> str:
         name = self._clock.name
-        return f"FeatureEncoder(timezone={name if name is not None else self._clock.tz!r})"
+        zone = name if name is not None else repr(self._clock.tz)
+        return f"FeatureEncoder(timezone={zone})" + ("" if self._action else ", action=False")
+
+    @property
+    def uses_action(self) -> bool:
+        """True if the action type is an input (``input[0]``)."""
+        return self._action
+
+    def without_action(self) -> FeatureEncoder:
+        """The same encoder with ``input[0]`` fixed at 0.0 (the action type left out).
+
+        Example:
+            >>> from livelearn.interaction import InteractionData
+            >>> FeatureEncoder().without_action().encode(InteractionData("click", 0, "u"))[0]
+            np.float32(0.0)
+        """
+        return FeatureEncoder(
+            self._clock.tz if self._clock.name is None else self._clock.name, False
+        )
 
     @property
     def n_inputs(self) -> int:
@@ -272,8 +296,13 @@ class FeatureEncoder:
         return indptr, indices, dense.reshape(-1)
 
     def get_config(self) -> dict[str, Any]:
-        """``{"type": "FeatureEncoder", "timezone": ..., "n_inputs": 4}``."""
-        return {"type": "FeatureEncoder", "timezone": self._clock.config_name(), "n_inputs": 4}
+        """``{"type": "FeatureEncoder", "timezone": ..., "n_inputs": 4}``, plus
+        ``"action": False`` when the action type is left out."""
+        config: dict[str, Any] = {"type": "FeatureEncoder", "timezone": self._clock.config_name()}
+        if not self._action:
+            config["action"] = False
+        config["n_inputs"] = 4
+        return config
 
     def describe(self) -> list[str]:
         """Names of the 4 inputs, in order.
@@ -284,11 +313,17 @@ class FeatureEncoder:
         """
         zone = self._clock.name or repr(self._clock.tz)
         return [
-            "action_type_hash (unit_hash(action_type) in [-1, 1))",
+            "action_type_hash (unit_hash(action_type) in [-1, 1))"
+            if self._action
+            else "action_type left out (always 0.0: the target is derived from it)",
             f"time_of_day (seconds since midnight {zone} / 86400)",
             "user_hash (unit_hash(user_id) in [-1, 1))",
             "has_context (1 if context is non-empty else 0)",
         ]
+
+
+def _zero(_: str) -> float:
+    return 0.0
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -522,6 +557,33 @@ class HashedFeatureEncoder:
         return f"HashedFeatureEncoder({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
 
     @property
+    def uses_action(self) -> bool:
+        """True if any hashed feature reads the action type (``action=`` or a cross)."""
+        return self._action or any("action" in cross for cross in self._crosses)
+
+    def without_action(self) -> HashedFeatureEncoder:
+        """The same encoder without ``action=`` and without every cross involving
+        the action; every other hash value is unchanged.
+
+        Raises:
+            ValueError: nothing would be left to encode.
+
+        Example:
+            >>> enc = HashedFeatureEncoder(n_buckets=8).without_action()
+            >>> enc.get_config()["action"], enc.get_config()["crosses"]
+            (False, [])
+        """
+        params = self._config_params()
+        params["action"] = False
+        params["crosses"] = [c for c in self._crosses if "action" not in c]
+        try:
+            return HashedFeatureEncoder(**params)
+        except ValueError as exc:
+            raise ValueError(
+                f"features: without the action type (the target is derived from it) {exc}"
+            ) from exc
+
+    @property
     def n_inputs(self) -> int:
         """Dense slots plus ``n_buckets``."""
         return self._k + self._n_buckets
@@ -710,6 +772,118 @@ class HashedFeatureEncoder:
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         return indptr, (unique % width).astype(np.int32), sums.astype(np.float32)
+
+    #: Context field slots when ``context_keys=None`` (keys are hashed onto them).
+    CONTEXT_FIELDS = 4
+
+    @property
+    def field_names(self) -> list[str]:
+        """Names of the fields :meth:`encode_fields_many` numbers ``0, 1, ...``."""
+        names = ["action"] if self._action else []
+        if self._user:
+            names.append("user")
+        if self._context_keys is None:
+            names += [f"context:*{i}" for i in range(self.CONTEXT_FIELDS)]
+        else:
+            names += [f"context:{key}" for key in self._context_keys]
+        return names + [f"{a} x {b}" for a, b in self._crosses]
+
+    def encode_fields_many(
+        self, interactions: Sequence[InteractionData]
+    ) -> tuple[
+        NDArray[np.int64],
+        NDArray[np.int32],
+        NDArray[np.float32],
+        NDArray[np.int32],
+        NDArray[np.float32],
+    ]:
+        """The hashed entries with their field ids, for a field-aware model:
+        ``(indptr, indices, values, fields, dense)``.
+
+        ``indices`` are buckets in ``[0, n_buckets)`` (the column of
+        :meth:`encode_sparse_many` minus :attr:`n_dense`: the same hash values),
+        one entry per active feature in field order (no collision summing: two
+        fields may share a bucket); ``fields`` numbers :attr:`field_names`;
+        ``dense`` is the ``(n, n_dense)`` float32 matrix of the dense slots.
+
+        Example:
+            >>> from livelearn.interaction import InteractionData
+            >>> enc = HashedFeatureEncoder(n_buckets=64, context_keys=["item"], crosses=())
+            >>> _, idx, _, fields, dense = enc.encode_fields_many(
+            ...     [InteractionData("a", 0.0, "u", {"item": "i"})])
+            >>> fields.tolist(), dense.shape, enc.field_names
+            ([0, 1, 2], (1, 5), ['action', 'user', 'context:item'])
+        """
+        xs = _as_list(interactions)
+        n = len(xs)
+        k = self._k
+        cols: list[int] = []
+        fields: list[int] = []
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        n_fixed = int(self._action) + int(self._user)
+        ctx_index = {key: n_fixed + i for i, key in enumerate(self._context_keys or ())}
+        n_ctx = self.CONTEXT_FIELDS if self._context_keys is None else len(ctx_index)
+        slot_of: dict[str, int] = {}
+        for row, it in enumerate(xs):
+            f = 0
+            if self._action:
+                cols.append(self._action_cols(it.action_type))
+                fields.append(f)
+                f += 1
+            if self._user:
+                cols.append(self._user_cols(it.user_id))
+                fields.append(f)
+            ctx = it.context
+            if ctx:
+                keys = self._context_keys
+                if keys is None:
+                    numeric = self._numeric_set
+                    for key, value in ctx.items():
+                        if type(value) is str:
+                            text: str | None = value
+                        elif type(value) is int or type(value) is bool:
+                            text = _category(value)
+                        else:
+                            continue
+                        if text is not None and key not in numeric:
+                            slot = slot_of.get(key)
+                            if slot is None:
+                                slot = slot_of[key] = (
+                                    n_fixed + stable_hash64("context:" + key) % self.CONTEXT_FIELDS
+                                )
+                            cols.append(self._ctx_cols((key, text)))
+                            fields.append(slot)
+                else:
+                    for key in keys:
+                        text = _category(ctx.get(key))
+                        if text is not None:
+                            cols.append(self._ctx_cols((key, text)))
+                            fields.append(ctx_index[key])
+            for i, field_a, ckey_a, field_b, ckey_b in self._cross_specs:
+                v1 = self._field(it, field_a, ckey_a)
+                v2 = self._field(it, field_b, ckey_b)
+                if v1 is not None and v2 is not None:
+                    cols.append(self._cross_cols((i, v1, v2)))
+                    fields.append(n_fixed + n_ctx + i)
+            indptr[row + 1] = len(cols)
+        dense = np.zeros((n, k), dtype=np.float32)
+        for col, values in zip(
+            self._dense_cols,
+            self._dense_values(xs, self._local_many, np.sin, np.cos, np.ones(n)),
+            strict=True,
+        ):
+            dense[:, col] = values
+        if self._numeric_keys:
+            for row, it in enumerate(xs):
+                for col, value in self._numeric(it):
+                    dense[row, col] = value
+        return (
+            indptr,
+            (np.array(cols, dtype=np.int64) - k).astype(np.int32),
+            np.ones(len(cols), dtype=np.float32),
+            np.array(fields, dtype=np.int32),
+            dense,
+        )
 
     def encode(self, interaction: InteractionData) -> NDArray[np.float32]:
         """Dense view of shape ``(n_inputs,)``, for inspection (engines use CSR)."""

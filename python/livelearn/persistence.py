@@ -235,7 +235,16 @@ def load_engine(
         raise _fail(where, "this is a Network checkpoint (Network.save); use Network.load")
     meta = ckpt.meta
     engine_config = _section(meta, "engine", where)
-    network_config = _network_config(meta, ckpt.tensors, where)
+    # A field-aware model (FieldNetwork) has no layers; files written before it
+    # existed have no "model" and hold the MLP.
+    field = "n_fields" in _section(meta, "network", where)
+    if field != (engine_config.get("model") == "field"):
+        raise _fail(where, "invalid configuration: engine model and network do not match")
+    network_config = (
+        _field_config(meta, ckpt.tensors, where)
+        if field
+        else _network_config(meta, ckpt.tensors, where)
+    )
     net_state = _network_tensors(ckpt.tensors, where)
     counters = _counters(meta, where)
     target_config = _section(meta, "targets", where)
@@ -249,19 +258,8 @@ def load_engine(
                 "the engine used a callable target; pass it: Engine.load(path, targets=fn)",
             ) from exc
         raise _fail(where, f"invalid configuration: {_one_line(exc)}") from exc
-    layers = network_config["layers"]
-    if layers[0] != encoder.n_inputs or layers[-1] != mapper.n_outputs:
-        raise _fail(where, "invalid configuration: layers do not match the encoder and targets")
-    # The engine builds its network from hidden_layers: check them against the
-    # layers the weight tensors were verified to have *before* anything is
-    # allocated, so an edited size cannot make loading allocate gigabytes.
-    hidden = engine_config.get("hidden_layers")
-    if not isinstance(hidden, list) or hidden != layers[1:-1]:
-        raise _fail(
-            where,
-            f"invalid configuration: engine hidden_layers {hidden!r} do not match the "
-            f"network's layers {layers!r}",
-        )
+    if not field:
+        _check_layers(network_config, engine_config, encoder.n_inputs, mapper.n_outputs, where)
     for key in ("activation", "loss", "optimizer"):  # the native constructor's error is unclear
         if key in engine_config and not isinstance(engine_config[key], str):
             raise _fail(
@@ -269,7 +267,8 @@ def load_engine(
                 f"invalid engine configuration: {key} must be a string, got {engine_config[key]!r}",
             )
     options = dict(engine_config)
-    if _LEARNING_RATE in options:
+    options.setdefault("model", "mlp")
+    if _LEARNING_RATE in options and not field:
         # Files written before get_config() was exact hold the engine's learning
         # rate rounded to 7 digits; the network section holds it exactly.
         options[_LEARNING_RATE] = network_config.get(_LEARNING_RATE)
@@ -282,7 +281,7 @@ def load_engine(
         same = all(
             _same_value(rebuilt.get(k), v) for k, v in engine_config.items() if k != _LEARNING_RATE
         )
-        if _LEARNING_RATE in engine_config:
+        if _LEARNING_RATE in engine_config and not field:
             same = same and _same_learning_rate(
                 engine_config[_LEARNING_RATE], network_config.get(_LEARNING_RATE)
             )
@@ -407,6 +406,43 @@ def _network_config(
             raise _fail(
                 where, f"tensor {name!r} has shape {tuple(weight.shape)}, expected {expected}"
             )
+    return config
+
+
+def _check_layers(
+    network_config: Mapping[str, Any],
+    engine_config: Mapping[str, Any],
+    n_inputs: int,
+    n_outputs: int,
+    where: str,
+) -> None:
+    layers = network_config["layers"]
+    if layers[0] != n_inputs or layers[-1] != n_outputs:
+        raise _fail(where, "invalid configuration: layers do not match the encoder and targets")
+    # The engine builds its network from hidden_layers: check them against the
+    # layers the weight tensors were verified to have *before* anything is
+    # allocated, so an edited size cannot make loading allocate gigabytes.
+    hidden = engine_config.get("hidden_layers")
+    if not isinstance(hidden, list) or hidden != layers[1:-1]:
+        raise _fail(
+            where,
+            f"invalid configuration: engine hidden_layers {hidden!r} do not match the "
+            f"network's layers {layers!r}",
+        )
+
+
+def _field_config(
+    meta: Mapping[str, Any], tensors: Mapping[str, NDArray[Any]], where: str
+) -> dict[str, Any]:
+    """The saved field-model configuration; its table sizes must be the shapes
+    of the tensors in the file (so loading allocates no more than the file holds)."""
+    config = _section(meta, "network", where)
+    n_buckets, dim = config.get("n_buckets"), config.get("embedding_dim")
+    if not (is_int(n_buckets) and is_int(dim)):
+        raise _fail(where, "invalid network configuration: n_buckets/embedding_dim")
+    embedding = tensors.get("network.embedding")
+    if embedding is None or tuple(embedding.shape) != (int(n_buckets), int(dim)):
+        raise _fail(where, "tensor 'network.embedding' is missing or does not match the config")
     return config
 
 

@@ -149,6 +149,12 @@ class TargetMapper:
         """Length of every target vector."""
         return self._n_outputs
 
+    @property
+    def derived(self) -> bool:
+        """True if targets are derived from the interaction (a mapping on the action
+        type or a callable), not only read from explicit labels."""
+        return self._mapping is not None or self._fn is not None
+
     def target_or_none(self, interaction: InteractionData) -> NDArray[np.float32] | None:
         """Like :meth:`target` but returns None instead of raising when there is no target.
 

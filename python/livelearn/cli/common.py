@@ -241,11 +241,19 @@ def engine_summary(engine: Engine) -> str:
     """
     c = engine.config
     enc = engine.features
-    lr = engine.network.get_config()["learning_rate"]
+    net = engine.network.get_config()
+    lr = net["learning_rate"]
     config = enc.get_config()
     name = config.get("type", type(enc).__name__)
     if name == "HashedFeatureEncoder":
         name += f"(n_buckets={config.get('n_buckets')})"
+    if c.get("model") == "field":
+        return (
+            f"Engine(model='field': wide + factorization machine over {net['n_fields']} "
+            f"hashed fields, embedding_dim={net['embedding_dim']}, "
+            f"optimizer={net['optimizer']!r}, loss={c['loss']!r}), {name}, "
+            f"{enc.n_inputs:,} inputs"
+        )
     return (
         f"Engine(hidden_layers={tuple(c['hidden_layers'])}, optimizer={c['optimizer']!r}, "
         f"learning_rate={lr}, loss={c['loss']!r}), {name}, {enc.n_inputs:,} inputs"

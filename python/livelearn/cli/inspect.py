@@ -28,15 +28,20 @@ def add_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     ins.set_defaults(handler=run)
 
 
+_FIELD_BUFFERS = ("network.optimizer.", "network.counters.")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``livelearn inspect``; returns the exit code."""
     ckpt = read_checkpoint(args.checkpoint)
     meta = ckpt.meta
     tensors = ckpt.tensors
+    field = "n_fields" in meta.get("network", {})  # the field-aware model (FieldNetwork)
     params = sum(
         int(v.size)
         for k, v in tensors.items()
-        if k.startswith("network.layers.") and k.endswith((".weight", ".bias"))
+        if (k.startswith("network.layers.") and k.endswith((".weight", ".bias")))
+        or (field and k.startswith("network.") and not k.startswith(_FIELD_BUFFERS))
     )
     history = _history_summary(tensors)
     if args.json:
@@ -71,13 +76,18 @@ def run(args: argparse.Namespace) -> int:
     if net.get("clip_norm") is not None:
         optim += f", clip_norm {net.get('clip_norm'):.7g}"
     optim += ")"
-    print(
-        line(
-            "network",
-            f"layers {net.get('layers')}, {net.get('activation')} hidden, "
-            f"{net.get('output')} output, loss {net.get('loss')}",
+    if field:
+        described = (
+            f"field model: wide + factorization machine over {net.get('n_fields')} fields, "
+            f"{net.get('n_buckets'):,} buckets, embedding_dim {net.get('embedding_dim')}, "
+            f"hidden {net.get('hidden_layers')}, loss {net.get('loss')}"
         )
-    )
+    else:
+        described = (
+            f"layers {net.get('layers')}, {net.get('activation')} hidden, "
+            f"{net.get('output')} output, loss {net.get('loss')}"
+        )
+    print(line("network", described))
     print(line("optimizer", optim))
     print(line("parameters", f"{params:,}"))
     steps = int(tensors["network.counters.steps"]) if "network.counters.steps" in tensors else 0

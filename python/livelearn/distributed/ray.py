@@ -261,6 +261,7 @@ class ReplicaActor:
 
         kwargs = dict(engine_options or {})
         kwargs.setdefault("log_every", 0)
+        kwargs.setdefault("model", "mlp")  # model averaging merges Network states
         if isinstance(kwargs.get("features"), Mapping):
             kwargs["features"] = encoder_from_config(kwargs["features"])
         self.engine = Engine(**kwargs)

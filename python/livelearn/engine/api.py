@@ -25,6 +25,7 @@ from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.dispatcher import Dispatcher
 from livelearn.engine.forking import ForkHooks
 from livelearn.engine.forking import register as register_for_fork
+from livelearn.engine.inputs import outcome_blind
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -32,7 +33,8 @@ from livelearn.engine.submission import (
     SubmissionQueue,
 )
 from livelearn.errors import EngineClosed, EngineNotInitialized
-from livelearn.features import Encoder, FeatureEncoder
+from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
+from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all
 from livelearn.history import History
 from livelearn.interaction import InteractionData, InvalidInteraction
@@ -61,6 +63,8 @@ _WORKERS_WARNING = (
 #: ``train_many`` call, right after they were queued (see :meth:`Engine.add_submit_hook`).
 SubmitHook = Callable[[Sequence[StepFuture[StepResult]]], None]
 
+_MODELS = ("auto", "mlp", "field")
+
 
 class Engine:
     """Learns live from interactions: ``train_step`` returns a Future at once.
@@ -79,7 +83,15 @@ class Engine:
             network sparse examples.
         targets: a mapping from action type to target (``{"click": 1.0,
             "skip": 0.0}``), a callable, a :class:`TargetMapper`, or None. An
-            interaction's own ``label`` always wins.
+            interaction's own ``label`` always wins. **The outcome is never an
+            input**: with ``targets`` given, the network does not see the action
+            type (the built-in encoders leave it out, see
+            :mod:`livelearn.engine.inputs`; a custom encoder that uses it is
+            refused with ``ValueError``), so :meth:`predict` answers "how likely
+            is a positive outcome for this user, in this context, now" whatever
+            action type the query carries. Put the item or candidate in
+            ``context``. Without ``targets`` (explicit labels) the action type
+            may stay an input.
         history_size: how many trained examples :attr:`history` keeps.
         log_every: log the loss at INFO every this many trained steps (0: never).
         max_pending: most interactions queued at once; see ``overload``.
@@ -105,6 +117,16 @@ class Engine:
         checkpoint_path: where periodic checkpoints go (see :meth:`save`); needs
             ``checkpoint_every`` and/or ``checkpoint_interval``.
         checkpoint_every: save after every this many trained steps.
+        model: ``"mlp"`` (the :class:`Network` over the encoder's inputs),
+            ``"field"`` (a :class:`FieldNetwork`: wide + factorization machine
+            over the hashed fields of a :class:`HashedFeatureEncoder`, AdaGrad,
+            one output) or ``"auto"`` (default): the field model when
+            ``features`` is a :class:`HashedFeatureEncoder`, there is one
+            output and ``hidden_layers``, ``activation``, ``optimizer``,
+            ``learning_rate``, ``momentum``, ``weight_decay`` and
+            ``clip_norm`` are at their defaults (those arguments configure
+            the MLP only); else the MLP. ``Engine()`` is the seed's 4-input MLP.
+        embedding_dim: the field model's embedding size per hashed feature.
         checkpoint_interval: save when this many seconds passed since the last save
             (checked after each batch). A due save runs in a background thread
             (one at a time); training only pauses while the state is copied.
@@ -150,8 +172,12 @@ class Engine:
         checkpoint_path: str | os.PathLike[str] | None = None,
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
+        model: str = "auto",
+        embedding_dim: int = 8,
     ) -> None:
         hidden = check_sizes("hidden_layers", hidden_layers)
+        check_choice("model", model, _MODELS)
+        embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1024)
         self._history_size = check_int("history_size", history_size, 0, 10_000_000)
         self._log_every = check_int("log_every", log_every, 0)
         self._max_pending = check_int("max_pending", max_pending, 1)
@@ -171,26 +197,72 @@ class Engine:
                 f"n_outputs: {n_outputs} does not match the targets' n_outputs={mapper.n_outputs}"
             )
         self._targets = mapper
+        self._encoder = outcome_blind(self._encoder, mapper)
         # The native constructor would answer a non-str with pybind11's
         # multi-line overload listing; unknown names it rejects itself.
         check_name("activation", activation, "tanh")
         check_name("loss", loss, "bce")
         check_name("optimizer", optimizer, "sgd")
-        # Building the network validates every optimizer argument now, not later.
-        self._network_config: dict[str, Any] = network_config(
-            self._encoder.n_inputs,
-            hidden,
-            mapper.n_outputs,
-            activation=activation,
-            loss=loss,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            clip_norm=clip_norm,
-            seed=seed,
+        mlp_defaults = (
+            tuple(hidden) == (16, 8)
+            and activation == "tanh"
+            and optimizer == "sgd"
+            and learning_rate == 0.05
+            and momentum == 0.0
+            and weight_decay == 0.0
+            and clip_norm is None
         )
-        self._network = Network(**self._network_config)
+        if model == "auto":
+            auto_field = (
+                isinstance(self._encoder, HashedFeatureEncoder)
+                and mlp_defaults
+                and mapper.n_outputs == 1
+            )
+            model = "field" if auto_field else "mlp"
+        self._model = model
+        self._embedding_dim = embedding_dim
+        self._mlp_args: dict[str, Any] = {
+            "activation": activation,
+            "optimizer": optimizer,
+            "learning_rate": learning_rate,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "clip_norm": clip_norm,
+            "seed": seed,
+        }
+        self._network: Network | FieldNetwork
+        if model == "field":
+            enc = self._encoder
+            if not isinstance(enc, HashedFeatureEncoder) or mapper.n_outputs != 1:
+                raise ValueError(
+                    "model: 'field' needs a HashedFeatureEncoder and one output "
+                    f"(got {type(enc).__name__}, n_outputs={mapper.n_outputs})"
+                )
+            self._network_config = {
+                "n_buckets": enc.get_config()["n_buckets"],
+                "n_fields": len(enc.field_names),
+                "embedding_dim": embedding_dim,
+                "n_dense": enc.n_dense,
+                "loss": loss,
+                "seed": seed,
+            }
+            self._network = FieldNetwork(**self._network_config)
+        else:
+            # Building the network validates every optimizer argument now, not later.
+            self._network_config = network_config(
+                self._encoder.n_inputs,
+                hidden,
+                mapper.n_outputs,
+                activation=activation,
+                loss=loss,
+                optimizer=optimizer,
+                learning_rate=learning_rate,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                clip_norm=clip_norm,
+                seed=seed,
+            )
+            self._network = Network(**self._network_config)
         self._hidden_layers = hidden
         if self._workers > 1:
             warnings.warn(
@@ -300,6 +372,15 @@ class Engine:
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "running" if self._initialized else "new"
+        if self._model == "field":
+            cfg = self._network.get_config()
+            return (
+                f"Engine(model='field', n_fields={cfg['n_fields']}, "
+                f"embedding_dim={cfg['embedding_dim']}, loss={cfg['loss']!r}, "
+                f"optimizer={cfg['optimizer']!r}, "
+                f"features={type(self._encoder).__name__}, state={state}, "
+                f"steps={self._counters.trained})"
+            )
         return (
             f"Engine(layers={self._network_config['layers']}, "
             f"activation={self._network_config['activation']!r}, "
@@ -591,11 +672,16 @@ class Engine:
                 raise InvalidInteraction(
                     "interaction", f"expected InteractionData, got {type(it).__name__}"
                 )
+        network = self._network
+        if isinstance(network, FieldNetwork):
+            enc = cast("HashedFeatureEncoder", self._encoder)
+            indptr, indices, values, fields, dense = enc.encode_fields_many(items)
+            return network.predict(indptr, indices, values, fields, dense if enc.n_dense else None)
         if self._encoder.sparse:
             indptr, indices, values = self._encoder.encode_sparse_many(items)
-            return self._network.predict_sparse(indptr, indices, values)
+            return network.predict_sparse(indptr, indices, values)
         X = self._encoder.encode_many(items)
-        return self._network.predict(X)
+        return network.predict(X)
 
     def stats(self) -> EngineStats:
         """A consistent snapshot of the counters (taken between two batches)."""
@@ -623,13 +709,16 @@ class Engine:
             return self._history.examples()
 
     @property
-    def network(self) -> Network:
-        """The engine's :class:`Network` (thread-safe; shared with the dispatcher)."""
+    def network(self) -> Network | FieldNetwork:
+        """The engine's model: a :class:`Network` (the MLP) or, with
+        ``model="field"``, a :class:`FieldNetwork` (thread-safe; shared with
+        the dispatcher)."""
         return self._network
 
     @property
     def features(self) -> Encoder:
-        """The engine's encoder: ``engine.features.encode(x)`` is what the network sees."""
+        """The engine's encoder: ``engine.features.encode(x)`` is what the network sees
+        (with ``targets`` given, a built-in encoder's form without the action type)."""
         return self._encoder
 
     @property
@@ -640,12 +729,20 @@ class Engine:
     @property
     def config(self) -> dict[str, Any]:
         """The engine's settings (JSON-serialisable except a callable target)."""
+        mlp = self._mlp_args if self._model == "field" else self._network_config
+        learning_rate = (
+            self._mlp_args["learning_rate"]
+            if self._model == "field"
+            else self._network.get_config()["learning_rate"]
+        )
         return {
+            "model": self._model,
+            "embedding_dim": self._embedding_dim,
             "hidden_layers": list(self._hidden_layers),
-            "activation": self._network_config["activation"],
+            "activation": mlp["activation"],
             "loss": self._network_config["loss"],
-            "optimizer": self._network_config["optimizer"],
-            "learning_rate": self._network.get_config()["learning_rate"],
+            "optimizer": mlp["optimizer"],
+            "learning_rate": learning_rate,
             "seed": self._network_config["seed"],
             "history_size": self._history_size,
             "log_every": self._log_every,
@@ -653,9 +750,9 @@ class Engine:
             "workers": self._workers,
             "overload": self._overload,
             "batch_size": self._batch_size,
-            "momentum": self._network_config["momentum"],
-            "weight_decay": self._network_config["weight_decay"],
-            "clip_norm": self._network_config["clip_norm"],
+            "momentum": mlp["momentum"],
+            "weight_decay": mlp["weight_decay"],
+            "clip_norm": mlp["clip_norm"],
             "n_outputs": self._targets.n_outputs,
             "checkpoint_path": None if self._autosave is None else self._autosave.path,
             "checkpoint_every": None if self._autosave is None else self._autosave.every,

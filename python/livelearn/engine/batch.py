@@ -15,14 +15,28 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.features import Encoder
+from livelearn.features import Encoder, HashedFeatureEncoder
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.targets import TargetMapper
 
-__all__ = ["Features", "PreparedBatch", "prepare", "sparse_rows"]
+__all__ = ["Features", "FieldFeatures", "PreparedBatch", "history_rows", "prepare", "sparse_rows"]
 
-# Dense (n, n_inputs) float32, or CSR (indptr, indices, values) for sparse encoders.
-Features = NDArray[np.float32] | tuple[Any, Any, Any]
+
+class FieldFeatures(NamedTuple):
+    """A batch for the field-aware model (see ``HashedFeatureEncoder.encode_fields_many``)."""
+
+    indptr: NDArray[np.int64]
+    indices: NDArray[np.int32]
+    values: NDArray[np.float32]
+    fields: NDArray[np.int32]
+    dense: NDArray[np.float32]
+    n_dense: int
+    n_inputs: int
+
+
+# Dense (n, n_inputs) float32, CSR (indptr, indices, values) for sparse encoders,
+# or FieldFeatures for the field-aware model.
+Features = NDArray[np.float32] | tuple[Any, Any, Any] | FieldFeatures
 
 
 class PreparedBatch(NamedTuple):
@@ -38,10 +52,13 @@ class PreparedBatch(NamedTuple):
     timestamps: NDArray[np.float64]
 
 
-def prepare(items: list[object], encoder: Encoder, targets: TargetMapper) -> PreparedBatch:
-    """Features and targets of ``items``; invalid ones get an error instead."""
+def prepare(
+    items: list[object], encoder: Encoder, targets: TargetMapper, fields: bool = False
+) -> PreparedBatch:
+    """Features and targets of ``items``; invalid ones get an error instead.
+    ``fields``: encode for the field-aware model (a ``HashedFeatureEncoder``)."""
     n = len(items)
-    features, errors = _encode(items, encoder)
+    features, errors = _encode(items, encoder, fields)
     encoded = [i for i in range(n) if errors[i] is None] if any(errors) else list(range(n))
     # Targets of the encodable interactions; rows without one are dropped.
     Y, target_errors = targets.targets_many(
@@ -61,7 +78,9 @@ def prepare(items: list[object], encoder: Encoder, targets: TargetMapper) -> Pre
     return PreparedBatch(items, errors, rows, features, Y, timestamps)
 
 
-def _encode(items: list[object], encoder: Encoder) -> tuple[Features, list[BaseException | None]]:
+def _encode(
+    items: list[object], encoder: Encoder, fields: bool
+) -> tuple[Features, list[BaseException | None]]:
     """Features of the valid items and, per item, the error that made it invalid."""
     errors: list[BaseException | None] = [None] * len(items)
     if set(map(type, items)) != {InteractionData}:
@@ -71,24 +90,30 @@ def _encode(items: list[object], encoder: Encoder) -> tuple[Features, list[BaseE
                     "interaction", f"expected InteractionData, got {type(it).__name__}"
                 )
     try:
-        return _encode_valid(_valid_items(items, errors), encoder), errors
+        return _encode_valid(_valid_items(items, errors), encoder, fields), errors
     except Exception:
         pass
     # Some interaction broke the encoder: find which, one by one.
     for i, it in enumerate(items):
         if errors[i] is None:
             try:
-                _encode_valid([cast("InteractionData", it)], encoder)
+                _encode_valid([cast("InteractionData", it)], encoder, fields)
             except InvalidInteraction as exc:
                 errors[i] = exc
             except Exception as exc:
                 errors[i] = InvalidInteraction(
                     "features", f"the encoder failed: {type(exc).__name__}: {exc}"
                 )
-    return _encode_valid(_valid_items(items, errors), encoder), errors
+    return _encode_valid(_valid_items(items, errors), encoder, fields), errors
 
 
-def _encode_valid(items: list[InteractionData], encoder: Encoder) -> Features:
+def _encode_valid(items: list[InteractionData], encoder: Encoder, fields: bool) -> Features:
+    if fields:
+        hashed = cast("HashedFeatureEncoder", encoder)
+        indptr, indices, values, field_ids, dense = hashed.encode_fields_many(items)
+        return FieldFeatures(
+            indptr, indices, values, field_ids, dense, hashed.n_dense, hashed.n_inputs
+        )
     if encoder.sparse:
         return encoder.encode_sparse_many(items)
     return encoder.encode_many(items)
@@ -103,9 +128,20 @@ def _valid_items(items: list[object], errors: list[BaseException | None]) -> lis
 
 
 def _select_rows(features: Features, keep: list[int]) -> Features:
+    if isinstance(features, FieldFeatures):
+        indptr, indices, values = _select_csr(
+            features.indptr, features.indices, features.values, keep
+        )
+        _, fields, _ = _select_csr(features.indptr, features.fields, features.values, keep)
+        return features._replace(
+            indptr=indptr, indices=indices, values=values, fields=fields, dense=features.dense[keep]
+        )
     if not isinstance(features, tuple):
         return features[keep]
-    indptr, indices, values = features
+    return _select_csr(*features, keep)
+
+
+def _select_csr(indptr: Any, indices: Any, values: Any, keep: list[int]) -> tuple[Any, Any, Any]:
     parts_i = [indices[indptr[r] : indptr[r + 1]] for r in keep]
     parts_v = [values[indptr[r] : indptr[r + 1]] for r in keep]
     lengths = np.array([len(p) for p in parts_i], dtype=np.int64)
@@ -124,3 +160,38 @@ def sparse_rows(
         (indices[indptr[r] : indptr[r + 1]].copy(), values[indptr[r] : indptr[r + 1]].copy())
         for r in np.flatnonzero(mask).tolist()
     ]
+
+
+def history_rows(
+    features: Features, mask: NDArray[np.bool_]
+) -> tuple[NDArray[np.float32] | None, list[tuple[NDArray[np.int32], NDArray[np.float32]]] | None]:
+    """The rows selected by ``mask`` as the history stores them: dense rows, or
+    CSR rows in the encoder's column layout (a field batch is mapped back to it:
+    dense slots first, then ``n_dense + bucket``, collisions summed)."""
+    if isinstance(features, FieldFeatures):
+        return None, sparse_rows(_encoder_layout(features), mask)
+    if isinstance(features, tuple):
+        return None, sparse_rows(features, mask)
+    return features[mask], None
+
+
+def _encoder_layout(f: FieldFeatures) -> tuple[Any, Any, Any]:
+    """A field batch as the encoder's CSR (``encode_sparse_many``): dense slots at
+    ``0..n_dense-1``, then ``n_dense + bucket``; one vectorised pass, duplicates summed."""
+    n = len(f.indptr) - 1
+    width = f.n_inputs
+    rows = np.concatenate(
+        (
+            np.repeat(np.arange(n, dtype=np.int64), f.n_dense),
+            np.repeat(np.arange(n), np.diff(f.indptr)),
+        )
+    )
+    cols = np.concatenate(
+        (np.tile(np.arange(f.n_dense, dtype=np.int64), n), f.indices.astype(np.int64) + f.n_dense)
+    )
+    vals = np.concatenate((f.dense.reshape(-1).astype(np.float64), f.values))
+    unique, inverse = np.unique(rows * width + cols, return_inverse=True)
+    sums = np.bincount(inverse.reshape(-1), weights=vals)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(unique // width, minlength=n), out=indptr[1:])
+    return indptr, (unique % width).astype(np.int32), sums.astype(np.float32)

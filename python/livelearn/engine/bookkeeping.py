@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.engine.batch import PreparedBatch, sparse_rows
+from livelearn.engine.batch import PreparedBatch, history_rows
 from livelearn.history import History
 from livelearn.network import STATUS_NAMES
 from livelearn.results import StepResult, StepStatus
@@ -128,10 +128,11 @@ class Ledger:
                 t_stamps = batch.timestamps[trained]
                 c.last_example_time = float(t_stamps[-1])
                 c.trained += n_trained
+                dense_rows, sparse = history_rows(features, trained)
                 self.history.append_batch(
                     steps[trained],
-                    None if isinstance(features, tuple) else features[trained],
-                    sparse_rows(features, trained) if isinstance(features, tuple) else None,
+                    dense_rows,
+                    sparse,
                     batch.targets[trained],
                     preds[trained],
                     t_losses,

@@ -29,15 +29,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.engine.batch import PreparedBatch, prepare
+from livelearn.engine.batch import FieldFeatures, PreparedBatch, prepare
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.submission import Entry, SubmissionQueue, in_dispatcher
 from livelearn.features import Encoder
+from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all
 from livelearn.network import Network
 from livelearn.results import StepResult, StepStatus
@@ -68,7 +69,7 @@ class Dispatcher:
         queue: SubmissionQueue,
         encoder: Encoder,
         targets: TargetMapper,
-        network: Network,
+        network: Network | FieldNetwork,
         ledger: Ledger,
         done: threading.Condition,
         workers: int,
@@ -162,7 +163,12 @@ class Dispatcher:
         me = threading.get_ident()
         self.inflight[me] = batch  # for a fork meanwhile: the child resolves its copies
         try:
-            prepared = prepare([it for it, _ in batch], self.encoder, self.targets)
+            prepared = prepare(
+                [it for it, _ in batch],
+                self.encoder,
+                self.targets,
+                isinstance(self.network, FieldNetwork),
+            )
             with self.train_lock:
                 self._train_holder = me
                 try:
@@ -191,12 +197,18 @@ class Dispatcher:
         features, Y = batch.features, batch.targets
         # The core numbers each step under the network's lock, so the numbers
         # stay right while other threads train engine.network directly.
+        network = self.network
+        if isinstance(network, FieldNetwork):
+            assert isinstance(features, FieldFeatures)
+            f = features
+            dense = f.dense if f.n_dense else None
+            return network.train_batch(f.indptr, f.indices, f.values, f.fields, dense, Y)
         if isinstance(features, tuple):
-            indptr, indices, values = features
-            return self.network.train_batch_sparse_detailed(
+            indptr, indices, values = cast("tuple[Any, Any, Any]", features)
+            return network.train_batch_sparse_detailed(
                 indptr, indices, values, Y, return_steps=True
             )
-        return self.network.train_batch_detailed(features, Y, return_steps=True)
+        return network.train_batch_detailed(features, Y, return_steps=True)
 
     def _fail(self, batch: list[Entry], exc: BaseException) -> None:
         logger.error("%d step(s) failed: %s: %s", len(batch), type(exc).__name__, exc)
