@@ -424,6 +424,25 @@ def test_duplicate_header_keys_are_rejected(tmp_path: Path, saved: bytes) -> Non
     assert "duplicate" in load_bytes(tmp_path, data)
 
 
+@pytest.mark.parametrize("field", ["dtype", "kind"])
+def test_a_list_where_the_header_holds_a_name_is_refused(
+    tmp_path: Path, saved: bytes, field: str
+) -> None:
+    """JSON can put an (unhashable) list where a dtype code or the checkpoint
+    kind belongs: a CheckpointError, not a TypeError (found by the mutation fuzz)."""
+    n = struct.unpack("<Q", saved[:8])[0]
+    header = json.loads(saved[8 : 8 + n])
+    if field == "dtype":
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["dtype"] = ["F32"]
+    else:
+        header["__metadata__"]["kind"] = ["engine"]
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    data = struct.pack("<Q", len(text)) + text + saved[8 + n :]
+    assert "corrupt header" in load_bytes(tmp_path, data)
+
+
 # ----------------------------------------------------------------- crashes
 CHILD = textwrap.dedent(
     """

@@ -127,7 +127,7 @@ def encode(kind: str, meta: Mapping[str, Any], tensors: Mapping[str, Any]) -> by
     """
     from safetensors.numpy import save as st_save
 
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # JSON may hold a list here
         raise FormatError(f"cannot save: unknown checkpoint kind {kind!r}")
     arrays = {name: _little_endian(np.asarray(a), name) for name, a in tensors.items()}
     metadata = {
@@ -414,7 +414,7 @@ def _parse_header(
     if version != FORMAT_VERSION:
         raise _fail(where, f"unsupported format version {version} (expected {FORMAT_VERSION})")
     kind = metadata.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # JSON may hold a list here
         raise _fail(where, f"corrupt header: unknown checkpoint kind {kind!r}")
     if len(header) > _MAX_TENSORS:
         raise _fail(where, f"corrupt header: {len(header)} tensors")
@@ -425,7 +425,7 @@ def _parse_header(
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise _fail(where, f"corrupt header: malformed entry for tensor {tname!r}")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if code not in DTYPES:
+        if not isinstance(code, str) or code not in DTYPES:  # a list is unhashable
             raise _fail(where, f"corrupt header: tensor {tname!r} has unsupported dtype {code!r}")
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
             raise _fail(where, f"corrupt header: tensor {tname!r} has a bad shape {shape!r}")
