@@ -405,6 +405,7 @@ class HashedFeatureEncoder:
         "_cross_specs",
         "_crosses",
         "_ctx_cols",
+        "_ctx_fields",
         "_dense_cols",
         "_dense_fixed",
         "_k",
@@ -514,6 +515,17 @@ class HashedFeatureEncoder:
         self._cross_cols: HashCache[tuple[int, str | int, str | int], int] = HashCache(
             self._cross_col
         )
+        # Field ids for encode_fields_many (numbering field_names): a listed
+        # context key has its own field; open keys share CONTEXT_FIELDS slots.
+        n_fixed = int(self._action) + int(self._user)
+        listed = {key: n_fixed + i for i, key in enumerate(self._context_keys or ())}
+        self._ctx_fields: HashCache[str, int] = HashCache(
+            lambda key: (
+                listed[key]
+                if self._context_keys is not None
+                else n_fixed + stable_hash64("context:" + key) % self.CONTEXT_FIELDS
+            )
+        )
         # (index, field a, context key a or None, field b, context key b or None)
         self._cross_specs: tuple[tuple[int, str, str | None, str, str | None], ...] = tuple(
             (i, a, _context_key(a), b, _context_key(b)) for i, (a, b) in enumerate(self._crosses)
@@ -600,12 +612,19 @@ class HashedFeatureEncoder:
 
     # -- per-interaction pieces -------------------------------------------------
 
-    def _hashed(self, it: InteractionData, cols: list[int]) -> None:
-        """Append the hashed column of every active feature (duplicates possible)."""
+    def _hashed(
+        self, it: InteractionData, cols: list[int], fields: list[int] | None = None
+    ) -> None:
+        """Append the hashed column of every active feature (duplicates possible);
+        with ``fields``, also each entry's field id (numbering :attr:`field_names`)."""
         if self._action:
             cols.append(self._action_cols(it.action_type))
+            if fields is not None:
+                fields.append(0)
         if self._user:
             cols.append(self._user_cols(it.user_id))
+            if fields is not None:
+                fields.append(int(self._action))
         ctx = it.context
         if ctx:
             ctx_cols = self._ctx_cols
@@ -621,16 +640,25 @@ class HashedFeatureEncoder:
                         continue  # floats are numeric-only here; None means absent
                     if text is not None and key not in numeric:
                         cols.append(ctx_cols((key, text)))
+                        if fields is not None:
+                            fields.append(self._ctx_fields(key))
             else:
                 for key in keys:
                     text = _category(ctx.get(key))
                     if text is not None:
                         cols.append(ctx_cols((key, text)))
-        for i, field_a, ckey_a, field_b, ckey_b in self._cross_specs:
-            v1 = self._field(it, field_a, ckey_a)
-            v2 = self._field(it, field_b, ckey_b)
-            if v1 is not None and v2 is not None:
-                cols.append(self._cross_cols((i, v1, v2)))
+                        if fields is not None:
+                            fields.append(self._ctx_fields(key))
+        if self._cross_specs:
+            # Cross i is the field after the action, user and context fields.
+            first_cross = 0 if fields is None else len(self.field_names) - len(self._cross_specs)
+            for i, field_a, ckey_a, field_b, ckey_b in self._cross_specs:
+                v1 = self._field(it, field_a, ckey_a)
+                v2 = self._field(it, field_b, ckey_b)
+                if v1 is not None and v2 is not None:
+                    cols.append(self._cross_cols((i, v1, v2)))
+                    if fields is not None:
+                        fields.append(first_cross + i)
 
     @staticmethod
     def _field(it: InteractionData, field: str, ctx_key: str | None) -> str | int | None:
@@ -820,51 +848,8 @@ class HashedFeatureEncoder:
         cols: list[int] = []
         fields: list[int] = []
         indptr = np.zeros(n + 1, dtype=np.int64)
-        n_fixed = int(self._action) + int(self._user)
-        ctx_index = {key: n_fixed + i for i, key in enumerate(self._context_keys or ())}
-        n_ctx = self.CONTEXT_FIELDS if self._context_keys is None else len(ctx_index)
-        slot_of: dict[str, int] = {}
         for row, it in enumerate(xs):
-            f = 0
-            if self._action:
-                cols.append(self._action_cols(it.action_type))
-                fields.append(f)
-                f += 1
-            if self._user:
-                cols.append(self._user_cols(it.user_id))
-                fields.append(f)
-            ctx = it.context
-            if ctx:
-                keys = self._context_keys
-                if keys is None:
-                    numeric = self._numeric_set
-                    for key, value in ctx.items():
-                        if type(value) is str:
-                            text: str | None = value
-                        elif type(value) is int or type(value) is bool:
-                            text = _category(value)
-                        else:
-                            continue
-                        if text is not None and key not in numeric:
-                            slot = slot_of.get(key)
-                            if slot is None:
-                                slot = slot_of[key] = (
-                                    n_fixed + stable_hash64("context:" + key) % self.CONTEXT_FIELDS
-                                )
-                            cols.append(self._ctx_cols((key, text)))
-                            fields.append(slot)
-                else:
-                    for key in keys:
-                        text = _category(ctx.get(key))
-                        if text is not None:
-                            cols.append(self._ctx_cols((key, text)))
-                            fields.append(ctx_index[key])
-            for i, field_a, ckey_a, field_b, ckey_b in self._cross_specs:
-                v1 = self._field(it, field_a, ckey_a)
-                v2 = self._field(it, field_b, ckey_b)
-                if v1 is not None and v2 is not None:
-                    cols.append(self._cross_cols((i, v1, v2)))
-                    fields.append(n_fixed + n_ctx + i)
+            self._hashed(it, cols, fields)
             indptr[row + 1] = len(cols)
         dense = np.zeros((n, k), dtype=np.float32)
         for col, values in zip(

@@ -100,7 +100,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import logging
@@ -110,13 +109,15 @@ import operator
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, Final, ParamSpec, Protocol, TypeVar
+from typing import Any, Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from livelearn.validation import logs_refusals
 
 __all__ = [
     "Clock",
@@ -171,22 +172,7 @@ class DuplicateEventId(InvalidFeedback):
         return (type(self), (self.event_id,))
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _logged(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Log every :class:`InvalidFeedback` a public method raises (then re-raise)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except InvalidFeedback as exc:
-            logger.warning("join store: %s", exc)
-            raise
-
-    return wrapper
+_logged = logs_refusals(InvalidFeedback, "join store")
 
 
 # ------------------------------------------------------------------ clocks

@@ -37,19 +37,18 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import numbers
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, ParamSpec, TypeVar
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from livelearn.metrics_offline import roc_auc
+from livelearn.validation import logs_refusals
 
 __all__ = ["InvalidObservation", "MonitorSnapshot", "PageHinkley", "QualityMonitor"]
 
@@ -75,22 +74,7 @@ class InvalidObservation(ValueError):  # noqa: N818 -- mirrors InvalidInteractio
         return (type(self), (self.field, self.reason))
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _logged(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Log every :class:`InvalidObservation` a recording method raises (then re-raise)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except InvalidObservation as exc:
-            logger.warning("quality monitor: %s", exc)
-            raise
-
-    return wrapper
+_logged = logs_refusals(InvalidObservation, "quality monitor")
 
 
 def _real(name: str, value: object, low: float = -math.inf, high: float = math.inf) -> float:

@@ -24,11 +24,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import numbers
 import os
-from collections.abc import Collection, Sequence
-from typing import TypeGuard
+from collections.abc import Callable, Collection, Sequence
+from typing import ParamSpec, TypeGuard, TypeVar
 
 __all__ = [
     "check_choice",
@@ -234,3 +236,38 @@ def check_path(name: str, value: object) -> str:
     if not isinstance(path, str):
         raise ValueError(f"{name}: must be a str path, got {value!r}")
     return path
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def logs_refusals(
+    error: type[Exception], what: str
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a method so that every ``error`` it raises is logged at WARNING on
+    the "livelearn" logger (as ``"<what>: <message>"``) before it propagates:
+    bad input gets a typed error *and* a log line.
+
+    Example:
+        >>> @logs_refusals(ValueError, "demo")
+        ... def half(x: int) -> int:
+        ...     if x % 2:
+        ...         raise ValueError("x: must be even")
+        ...     return x // 2
+        >>> half(4)
+        2
+    """
+
+    def decorate(method: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(method)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(*args, **kwargs)
+            except error as exc:
+                logging.getLogger("livelearn").warning("%s: %s", what, exc)
+                raise
+
+        return wrapper
+
+    return decorate
