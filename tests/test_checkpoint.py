@@ -326,7 +326,7 @@ def edit_version(v: str) -> Any:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (edit_version("2"), "newer livelearn"),
+        (edit_version("3"), "newer livelearn"),
         (edit_version("0"), "unsupported format version"),
         (edit_version("one"), "format_version"),
         (lambda md, m, t: md.update(kind="robot"), "kind"),

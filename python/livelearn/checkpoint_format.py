@@ -59,6 +59,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "KINDS",
+    "READ_VERSIONS",
     "Checkpoint",
     "FormatError",
     "atomic_write",
@@ -71,8 +72,12 @@ __all__ = [
 
 #: The value of the ``format`` metadata entry of every livelearn checkpoint.
 FORMAT = "livelearn.checkpoint"
-#: The format version this library writes (and the newest it reads).
-FORMAT_VERSION = 1
+#: The newest format version this library writes and reads. Version 2 adds an
+#: engine's examples awaiting their outcome (``join.*`` tensors, a ``join``
+#: section); files without them are still written as version 1.
+FORMAT_VERSION = 2
+#: Every version this library reads.
+READ_VERSIONS = (1, 2)
 #: What a checkpoint may hold (the ``kind`` metadata entry).
 KINDS = ("engine", "network")
 #: The tensor dtypes a checkpoint may hold, by safetensors code.
@@ -118,8 +123,11 @@ def write(
     atomic_write(os.fspath(path), encode(kind, meta, tensors))
 
 
-def encode(kind: str, meta: Mapping[str, Any], tensors: Mapping[str, Any]) -> bytes:
-    """The bytes of a checkpoint of ``kind`` holding ``meta`` (JSON) and ``tensors``.
+def encode(
+    kind: str, meta: Mapping[str, Any], tensors: Mapping[str, Any], version: int = FORMAT_VERSION
+) -> bytes:
+    """The bytes of a checkpoint of ``kind`` holding ``meta`` (JSON) and ``tensors``,
+    marked with format ``version`` (one of :data:`READ_VERSIONS`).
 
     Raises:
         FormatError: ``meta`` is not JSON-serialisable (or holds NaN/infinity), or a
@@ -129,10 +137,12 @@ def encode(kind: str, meta: Mapping[str, Any], tensors: Mapping[str, Any]) -> by
 
     if not isinstance(kind, str) or kind not in KINDS:  # JSON may hold a list here
         raise FormatError(f"cannot save: unknown checkpoint kind {kind!r}")
+    if version not in READ_VERSIONS:
+        raise FormatError(f"cannot save: unknown format version {version!r}")
     arrays = {name: _little_endian(np.asarray(a), name) for name, a in tensors.items()}
     metadata = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(version),
         "kind": kind,
         "livelearn": _canonical_json(meta),
     }
@@ -411,8 +421,10 @@ def _parse_header(
             f"format version {version} was written by a newer livelearn; this one reads "
             f"version {FORMAT_VERSION} (upgrade livelearn)",
         )
-    if version != FORMAT_VERSION:
-        raise _fail(where, f"unsupported format version {version} (expected {FORMAT_VERSION})")
+    if version not in READ_VERSIONS:
+        raise _fail(
+            where, f"unsupported format version {version} (expected one of {READ_VERSIONS})"
+        )
     kind = metadata.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:  # JSON may hold a list here
         raise _fail(where, f"corrupt header: unknown checkpoint kind {kind!r}")
@@ -507,4 +519,5 @@ def verify(raw: bytes, where: str) -> Checkpoint:
             raise _fail(where, f"corrupt tensors: {tname!r} does not match its header entry")
     if set(tensors) != set(header):
         raise _fail(where, "corrupt tensors: the tensor set does not match the header")
-    return Checkpoint(str(metadata["kind"]), FORMAT_VERSION, meta, dict(tensors), size)
+    version = int(metadata["format_version"])  # checked by _parse_header
+    return Checkpoint(str(metadata["kind"]), version, meta, dict(tensors), size)

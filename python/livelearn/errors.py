@@ -23,13 +23,16 @@ A closed engine refuses more work:
 from __future__ import annotations
 
 from livelearn._core import StepRejected
+from livelearn.feedback import DuplicateEventId, InvalidFeedback
 from livelearn.interaction import InvalidInteraction
 
 __all__ = [
     "CheckpointError",
+    "DuplicateEventId",
     "EngineClosed",
     "EngineNotInitialized",
     "EngineOverloaded",
+    "InvalidFeedback",
     "InvalidInteraction",
     "StepRejected",
 ]

@@ -281,6 +281,9 @@ class Outcome:
 
     status: JoinStatus
     examples: tuple[Example, ...] = ()
+    folded: bool = False
+    """True for a :attr:`JoinStatus.PENDING` outcome folded into an aggregate
+    that an earlier outcome started (it counts as a duplicate)."""
 
 
 @dataclass(frozen=True)
@@ -612,9 +615,10 @@ class JoinStore:
             entry.label = max(entry.label, y)
         else:
             entry.label += y
+        folded = entry.count > 0
         entry.count += 1
         entry.last_at = at
-        return Outcome(JoinStatus.PENDING)
+        return Outcome(JoinStatus.PENDING, (), folded)
 
     def _correct(self, eid: EventId, left: _Left, y: float, at: float) -> tuple[Example, ...]:
         if self.late_policy != "correct" or left.features is None:
@@ -630,17 +634,27 @@ class JoinStore:
 
     # -------------------------------------------------------------- expiry
     @_logged
-    def expire(self, now: float | None = None) -> list[Example]:
+    def expire(self, now: float | None = None, limit: int | None = None) -> list[Example]:
         """Close every window whose deadline is ``<= now`` (the clock's time by
         default); returns the rows to train: aggregates of ids with outcomes and
         default labels of ids without (those are dropped when
-        ``default_label=None``)."""
+        ``default_label=None``). ``limit`` bounds the work: at most that many
+        windows close per call (the rest on the next call)."""
         t = self._time("now", now)
         out: list[Example] = []
+        popped = 0
         with self._lock:
             while self._heap and self._heap[0][0] <= t:
+                if limit is not None and popped >= limit:
+                    break
                 self._pop_earliest(t, evict=False, out=out)
+                popped += 1
         return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline in the heap (maybe of an id that already left), or None."""
+        with self._lock:
+            return self._heap[0][0] if self._heap else None
 
     @_logged
     def drain(self, now: float | None = None) -> list[Example]:

@@ -77,12 +77,14 @@ class FieldNetwork:
         fields: NDArray[np.int32],
         dense: NDArray[np.float32] | None,
         Y: NDArray[np.float32],
+        weights: NDArray[np.float32] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]:
         """One step per row: losses, predictions before each update, status codes
-        (0 trained) and step numbers (0 when rejected)."""
+        (0 trained) and step numbers (0 when rejected). ``weights``: per-row
+        sample weights (default 1)."""
         y = Y.reshape(-1) if Y.ndim == 2 else Y
         losses, preds, status, steps = self._model.train_batch(
-            indptr, indices, values, fields, dense, y
+            indptr, indices, values, fields, dense, y, weights
         )
         return losses, preds.reshape(-1, 1), status, steps
 

@@ -104,11 +104,15 @@ def _one_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- saving
 def _write(
-    path: str | os.PathLike[str], kind: str, meta: Mapping[str, Any], tensors: Mapping[str, Any]
+    path: str | os.PathLike[str],
+    kind: str,
+    meta: Mapping[str, Any],
+    tensors: Mapping[str, Any],
+    version: int = 1,
 ) -> None:
     body = {"library_version": __version__, "saved_at": time.time(), **meta}
     with _as_checkpoint_error():
-        data = fmt.encode(kind, body, tensors)
+        data = fmt.encode(kind, body, tensors, version=version)
     fmt.atomic_write(os.fspath(path), data)
 
 
@@ -140,7 +144,13 @@ def save_engine(engine: EngineState, path: str | os.PathLike[str]) -> None:
             "sparse": bool(engine.features.sparse),
         },
     }
-    _write(path, "engine", meta, tensors)
+    # Version 2 adds the examples awaiting their outcome (delayed feedback); a
+    # file without them stays version 1, readable by earlier livelearn.
+    version = 1
+    if state.get("join") is not None:
+        meta["join"] = state["join"]
+        version = 2
+    _write(path, "engine", meta, tensors, version)
 
 
 def save_network(
@@ -220,6 +230,7 @@ def load_engine(
     cls: Callable[..., E],
     targets: TargetFn | None = None,
     initialize: bool = True,
+    clock: Any = None,
 ) -> E:
     """Rebuild an engine saved by :func:`save_engine` with ``cls(**config)``,
     exactly where it stopped (configuration, weights, optimizer state, counters,
@@ -268,6 +279,15 @@ def load_engine(
             )
     options = dict(engine_config)
     options.setdefault("model", "mlp")
+    join = meta.get("join")
+    if ckpt.format_version < 2 and join is not None:
+        raise _fail(where, "a version-1 checkpoint cannot hold awaiting examples")
+    if clock is not None:
+        options["clock"] = clock
+    elif options.get("clock") == "custom":
+        raise _fail(
+            where, "the engine used a custom clock; pass it: Engine.load(path, clock=...)"
+        )
     if _LEARNING_RATE in options and not field:
         # Files written before get_config() was exact hold the engine's learning
         # rate rounded to 7 digits; the network section holds it exactly.
@@ -278,6 +298,8 @@ def load_engine(
         raise _fail(where, f"invalid engine configuration: {_one_line(exc)}") from exc
     try:
         rebuilt = engine.config
+        if clock is not None and "clock" in engine_config:
+            rebuilt = {**rebuilt, "clock": engine_config["clock"]}
         same = all(
             _same_value(rebuilt.get(k), v) for k, v in engine_config.items() if k != _LEARNING_RATE
         )
@@ -299,13 +321,14 @@ def load_engine(
             int(engine.network.steps),
             where,
         )
-        _check_prefixes(
-            ckpt.tensors, ("network.",), where, allowed={f"history.{k}" for k in history}
-        )
+        prefixes = ("network.", "join.") if join is not None else ("network.",)
+        _check_prefixes(ckpt.tensors, prefixes, where, allowed={f"history.{k}" for k in history})
         tensors: dict[str, NDArray[Any]] = {f"network.{k}": v for k, v in net_state.items()}
         tensors.update({f"history.{k}": v for k, v in history.items()})
+        if join is not None:
+            tensors.update({k: v for k, v in ckpt.tensors.items() if k.startswith("join.")})
         try:
-            engine.import_state(tensors, {"counters": counters})
+            engine.import_state(tensors, {"counters": counters, "join": join})
         except (KeyError, TypeError, ValueError) as exc:
             raise _fail(where, f"invalid engine state: {_one_line(exc)}") from exc
         if initialize:

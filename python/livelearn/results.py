@@ -8,7 +8,9 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["EngineStats", "SparseFeatures", "StepResult", "StepStatus", "TrainingExample"]
+__all__ = [
+    "EngineStats",
+    "FeedbackStats", "SparseFeatures", "StepResult", "StepStatus", "TrainingExample"]
 
 
 class StepStatus(str, Enum):
@@ -26,6 +28,17 @@ class StepStatus(str, Enum):
     unchanged)."""
     FAILED = "failed"
     """Not trained because of an unexpected error (the Future raises it)."""
+    DUPLICATE = "duplicate"
+    """An :meth:`Engine.feedback` for an id whose outcome was already taken (the
+    first one wins), or folded into the aggregate of its window
+    (``duplicate_policy="max" | "sum" | "last"``): no step of its own."""
+    LATE = "late"
+    """An :meth:`Engine.feedback` after the id's window closed (it trained with
+    the default label, or was dropped): counted, nothing trained
+    (``late_policy="ignore"``, or a correction was not needed)."""
+    UNKNOWN = "unknown"
+    """An :meth:`Engine.feedback` for an id never predicted with
+    ``event_id=``, or forgotten: nothing trained."""
 
     def __str__(self) -> str:
         return self.value
@@ -102,3 +115,67 @@ class EngineStats(NamedTuple):
     recent_loss: float | None
     last_example_time: float | None
     started_at: float | None
+    feedback: FeedbackStats | None = None
+    """The delayed-feedback loop and its live quality (None without
+    ``feedback_timeout``)."""
+
+
+class FeedbackStats(NamedTuple):
+    """The delayed-feedback loop of an engine (:meth:`Engine.feedback`) at one moment.
+
+    Counters add up: ``predictions == joined + expired_trained + expired_dropped
+    + evicted_trained + evicted_dropped + awaiting`` and ``feedbacks == matched +
+    duplicate + late + unknown`` (``invalid`` feedback calls are refused before
+    they count). ``sampled_out`` counts negatives left out by
+    ``negative_sampling`` (still counted as joined or expired above).
+
+    The quality fields cover the last ``quality_window`` outcomes, scored
+    against the prediction served at ``predict`` time (progressive validation):
+    ``log_loss``, ``auc`` (None with one class only), ``calibration`` (mean
+    prediction / mean label; None while the mean label is 0). ``delay_*`` are
+    percentiles of the feedback delay (outcome time - prediction time, clock
+    seconds) and ``train_lag_*`` of the time from a labelled example being
+    queued to its update being applied (wall seconds). ``drift_alarms`` counts
+    Page-Hinkley alarms on the loss (each logged at WARNING). ``join_rate`` is the
+    share of ids that left with their outcome (None before any left).
+    """
+
+    predictions: int
+    awaiting: int
+    joined: int
+    expired_trained: int
+    expired_dropped: int
+    evicted_trained: int
+    evicted_dropped: int
+    feedbacks: int
+    matched: int
+    duplicate: int
+    late: int
+    unknown: int
+    invalid: int
+    corrections: int
+    sampled_out: int
+    join_rate: float | None
+    window_count: int
+    log_loss: float | None
+    auc: float | None
+    calibration: float | None
+    mean_prediction: float | None
+    mean_label: float | None
+    delay_p50: float | None
+    delay_p90: float | None
+    delay_p99: float | None
+    train_lag_p50: float | None
+    train_lag_p90: float | None
+    train_lag_p99: float | None
+    drift_alarms: int
+
+    @property
+    def expired(self) -> int:
+        """Ids whose window closed without an outcome, trained or dropped."""
+        return self.expired_trained + self.expired_dropped
+
+    @property
+    def evicted(self) -> int:
+        """Ids that left early to make room (``max_awaiting``)."""
+        return self.evicted_trained + self.evicted_dropped

@@ -26,6 +26,7 @@ from livelearn.engine.dispatcher import Dispatcher
 from livelearn.engine.forking import ForkHooks
 from livelearn.engine.forking import register as register_for_fork
 from livelearn.engine.inputs import outcome_blind
+from livelearn.engine.joining import Joiner
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -33,13 +34,20 @@ from livelearn.engine.submission import (
     SubmissionQueue,
 )
 from livelearn.errors import EngineClosed, EngineNotInitialized
+from livelearn.feedback import Clock, EventId
 from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
 from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all
 from livelearn.history import History
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.network import Network, network_config
-from livelearn.results import EngineStats, StepResult, StepStatus, TrainingExample
+from livelearn.results import (
+    EngineStats,
+    FeedbackStats,
+    StepResult,
+    StepStatus,
+    TrainingExample,
+)
 from livelearn.targets import TargetFn, TargetMapper, TargetValue
 from livelearn.validation import check_choice, check_int, check_name, check_sizes
 
@@ -132,6 +140,33 @@ class Engine:
             (one at a time); training only pauses while the state is copied.
             Call :meth:`save` yourself for a final checkpoint after :meth:`close`.
 
+        Delayed feedback (see :meth:`feedback` and :mod:`livelearn.engine.joining`):
+
+        feedback_timeout: seconds a prediction made with ``predict(it,
+            event_id=...)`` waits for its outcome; None (default) turns the loop off.
+        default_label: the label an example trains with when no outcome came
+            within the timeout (0.0: "no click"); None drops it instead.
+        max_awaiting: at most this many examples wait; when full, the one with
+            the earliest deadline leaves early under the same rule (evicted).
+        late_policy: an outcome after the window closed: ``"ignore"`` (counted)
+            or ``"correct"`` (trains the late label once, weight 1, when it
+            differs from the default label that trained: the fake-negative
+            correction).
+        duplicate_policy: ``"first"`` (the first outcome trains at once, later
+            ones are duplicates) or ``"max"``, ``"sum"``, ``"last"`` (aggregate
+            until the window closes, then train the aggregate).
+        clock: ``"wall"`` (default, POSIX seconds), ``"event"`` (the events'
+            own time: ``interaction.timestamp`` at predict, ``timestamp=`` at
+            feedback; replays are deterministic) or an object with ``now()``.
+        negative_sampling: keep a label-0 example with this probability and
+            train it with weight ``1/r`` (predictions stay calibrated).
+        awaiting_on_close: what :meth:`close` does with awaiting examples:
+            ``"keep"`` (default: they stay, and a :meth:`save` after
+            :meth:`close` keeps them for :meth:`load`) or ``"expire"`` (their
+            windows close now, under the timeout rule).
+        quality_window: how many recent outcomes the live quality of
+            ``stats().feedback`` covers.
+
     After ``os.fork()`` the child's copy of an engine refuses ``train_step``,
     ``train_many`` and ``predict`` with :class:`EngineClosed` (its dispatcher
     thread does not survive a fork; the fork waits for the native call in flight, so no
@@ -174,6 +209,15 @@ class Engine:
         checkpoint_interval: float | None = None,
         model: str = "auto",
         embedding_dim: int = 8,
+        feedback_timeout: float | None = None,
+        default_label: float | None = 0.0,
+        max_awaiting: int = 100_000,
+        late_policy: str = "ignore",
+        duplicate_policy: str = "first",
+        clock: str | Clock | None = "wall",
+        negative_sampling: float | None = None,
+        awaiting_on_close: str = "keep",
+        quality_window: int = 10_000,
     ) -> None:
         hidden = check_sizes("hidden_layers", hidden_layers)
         check_choice("model", model, _MODELS)
@@ -293,6 +337,45 @@ class Engine:
             self._autosave,
             weakref.ref(self),
         )
+        self._joins: Joiner | None = None
+        self._feedback_config: dict[str, Any] = {"feedback_timeout": None}
+        if feedback_timeout is not None:
+            self._joins = Joiner(
+                timeout=feedback_timeout,
+                default_label=default_label,
+                max_awaiting=max_awaiting,
+                late_policy=late_policy,
+                duplicate_policy=duplicate_policy,
+                clock=clock,
+                negative_sampling=negative_sampling,
+                awaiting_on_close=awaiting_on_close,
+                quality_window=quality_window,
+                seed=seed,
+                encoder=self._encoder,
+                network=self._network,
+                targets=mapper,
+                loss=self._network_config["loss"],
+                queue=self._queue,
+                ledger=self._ledger,
+                done=self._done,
+                batch_size=self._batch_size,
+            )
+            self._dispatcher.joins = self._joins
+            if not self._joins.event_time:
+                self._dispatcher.tick = self._joins.tick
+            self._feedback_config = {
+                "feedback_timeout": self._joins.store.timeout,
+                "default_label": self._joins.store.default_label,
+                "max_awaiting": max_awaiting,
+                "late_policy": late_policy,
+                "duplicate_policy": duplicate_policy,
+                "clock": self._joins.clock_name,
+                "negative_sampling": self._joins.negative_sampling,
+                "awaiting_on_close": awaiting_on_close,
+                "quality_window": quality_window,
+            }
+        elif negative_sampling is not None:
+            raise ValueError("negative_sampling: needs the delayed-feedback loop (feedback_timeout)")
         self._submit_hooks: list[SubmitHook] = []
         self._initialized = False
         self._closed = False
@@ -360,6 +443,8 @@ class Engine:
         in the background. Idempotent.
         """
         with self._state_lock:
+            if self._joins is not None and self._initialized:
+                self._joins.close()  # awaiting examples: awaiting_on_close
             self._queue.close()
         if wait:
             self._closed = self._dispatcher.join(timeout)
@@ -536,15 +621,20 @@ class Engine:
         *,
         targets: TargetFn | None = None,
         initialize: bool = True,
+        clock: Clock | None = None,
     ) -> Engine:
         """Rebuild an engine from :meth:`save` output, exactly where it stopped.
 
         ``targets`` supplies the function when the saved engine used a callable
         target (functions are not stored). Raises
         :class:`~livelearn.checkpoint.CheckpointError` for any damaged or
-        foreign file; nothing half-loaded is ever returned.
+        foreign file; nothing half-loaded is ever returned. ``clock`` supplies
+        the clock object of an engine saved with a custom one; examples that
+        awaited their outcome at the save await it again.
         """
-        return persistence.load_engine(path, cls, targets=targets, initialize=initialize)
+        return persistence.load_engine(
+            path, cls, targets=targets, initialize=initialize, clock=clock
+        )
 
     def export_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """A consistent snapshot: tensors (network state, history) and metadata
@@ -572,6 +662,9 @@ class Engine:
                     "last_example_time": c.last_example_time,
                 },
             }
+            if self._joins is not None:
+                join_tensors, meta["join"] = self._joins.export_state()
+                tensors.update({f"join.{k}": v for k, v in join_tensors.items()})
         return tensors, meta
 
     def import_state(self, tensors: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]) -> None:
@@ -591,7 +684,14 @@ class Engine:
             raise ValueError(
                 f"history: {n_hist} examples saved but history_size is {self._history_size}"
             )
+        join = meta.get("join")
+        if join is not None and self._joins is None:
+            raise ValueError("join: awaiting examples saved but feedback_timeout is not set")
         with self._batch_lock, self._book:
+            if join is not None and self._joins is not None:
+                self._joins.import_state(
+                    {k[5:]: v for k, v in tensors.items() if k.startswith("join.")}, join
+                )
             probe = History(
                 self._history_size,
                 self._encoder.n_inputs,
@@ -616,17 +716,70 @@ class Engine:
                 self._autosave.mark_saved(c.trained)
 
     # ------------------------------------------------------------------ read side
-    def predict(self, interaction: InteractionData) -> float | NDArray[np.float32]:
+    def predict(
+        self, interaction: InteractionData, *, event_id: EventId | None = None
+    ) -> float | NDArray[np.float32]:
         """The model's current output for ``interaction``: a float for one
         output (a probability with ``loss="bce"``), else an array.
+
+        With ``event_id`` (needs ``feedback_timeout``) the encoded features,
+        the prediction and the time also wait for the outcome, which
+        :meth:`feedback` supplies. Raises
+        :class:`~livelearn.errors.DuplicateEventId` when ``event_id`` already
+        awaits its outcome, :class:`~livelearn.errors.InvalidFeedback` for an
+        ill-typed id (nothing is kept then).
 
         Runs in the caller's thread, concurrently with training: it waits for
         at most one native training step. Raises :class:`InvalidInteraction`
         for bad input and :class:`EngineNotInitialized` before
         :meth:`initialize`.
         """
+        if event_id is not None:
+            return self._joiner("predict(event_id=...)").predict(interaction, event_id)
         out = self.predict_many([interaction])
         return float(out[0, 0]) if out.shape[1] == 1 else out[0]
+
+    def feedback(
+        self,
+        event_id: EventId,
+        label: float | None = None,
+        *,
+        action_type: str | None = None,
+        timestamp: float | None = None,
+    ) -> StepFuture[StepResult]:
+        """The outcome of ``predict(..., event_id=event_id)``: queues its training
+        step (the row the network saw then) like :meth:`train_step`.
+
+        ``label`` is the target, or ``action_type`` names one through the
+        ``targets`` map; ``timestamp`` is the outcome's time (default: the
+        clock's now). Returns at once; the Future's :class:`StepResult` says
+        what happened: the step's result, or ``DUPLICATE``, ``LATE``,
+        ``UNKNOWN`` (never an exception for those); an invalid label, id or
+        time makes the Future raise :class:`~livelearn.errors.InvalidFeedback`.
+        Raises :class:`EngineClosed` after :meth:`close`.
+
+        Example:
+            >>> from livelearn import Engine, InteractionData
+            >>> with Engine(feedback_timeout=60.0, default_label=0.0) as engine:
+            ...     p = engine.predict(InteractionData("view", 0.0, "u1"), event_id="imp-1")
+            ...     first = engine.feedback("imp-1", 1.0).result()
+            ...     again = engine.feedback("imp-1", 1.0).result()
+            >>> first.status, again.status, 0.0 < p < 1.0
+            (<StepStatus.TRAINED: 'trained'>, <StepStatus.DUPLICATE: 'duplicate'>, True)
+        """
+        return self._joiner("feedback").feedback(event_id, label, action_type, timestamp)
+
+    def _joiner(self, call: str) -> Joiner:
+        joins = self._joins
+        if joins is None:
+            raise ValueError(f"{call}: delayed feedback is off (set Engine(feedback_timeout=...))")
+        if self._forked:
+            raise EngineClosed(_FORKED_MESSAGE)
+        if self._closing:
+            raise EngineClosed(f"{call} after close()")
+        if not self._initialized:
+            raise EngineNotInitialized(f"{call} before initialize()")
+        return joins
 
     async def train_step_async(self, interaction: InteractionData) -> StepResult:
         """``await`` one training step from asyncio code without blocking the loop.
@@ -684,7 +837,9 @@ class Engine:
         return network.predict(X)
 
     def stats(self) -> EngineStats:
-        """A consistent snapshot of the counters (taken between two batches)."""
+        """A consistent snapshot of the counters (taken between two batches);
+        ``feedback`` holds the delayed-feedback loop's counters and live quality."""
+        fb: FeedbackStats | None = None if self._joins is None else self._joins.stats()
         with self._book:
             c = self._counters
             submitted = self._queue.submitted
@@ -700,6 +855,7 @@ class Engine:
                 recent_loss=c.recent_loss,
                 last_example_time=c.last_example_time,
                 started_at=self._started_at,
+                feedback=fb,
             )
 
     @property
@@ -757,6 +913,7 @@ class Engine:
             "checkpoint_path": None if self._autosave is None else self._autosave.path,
             "checkpoint_every": None if self._autosave is None else self._autosave.every,
             "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
+            **self._feedback_config,
         }
 
 

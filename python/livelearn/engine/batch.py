@@ -50,6 +50,8 @@ class PreparedBatch(NamedTuple):
     features: Features
     targets: NDArray[np.float32]
     timestamps: NDArray[np.float64]
+    weights: NDArray[np.float32] | None = None
+    """Per-row sample weights (None: every row weighs 1)."""
 
 
 def prepare(

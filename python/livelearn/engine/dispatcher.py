@@ -28,8 +28,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,7 +47,7 @@ from livelearn.targets import TargetMapper
 if TYPE_CHECKING:
     from livelearn.autosave import AutoSaver
 
-__all__ = ["IDLE_POLL_S", "Dispatcher"]
+__all__ = ["IDLE_POLL_S", "Dispatcher", "JoinHooks"]
 
 logger = logging.getLogger("livelearn")
 
@@ -56,6 +56,24 @@ logger = logging.getLogger("livelearn")
 # net (a wake-up can never be lost, see SubmissionQueue.put). 50 ms costs an
 # idle engine 20 wake-ups a second and nothing on the hot path.
 IDLE_POLL_S = 0.05
+
+class JoinHooks(Protocol):
+    """What the dispatcher needs from the delayed-feedback loop
+    (:class:`livelearn.engine.joining.Joiner`): queued rows it encoded at
+    prediction time train as they are, never re-encoded."""
+
+    def split(self, batch: list[Entry]) -> Iterator[tuple[list[Entry], bool]]:
+        """Consecutive runs of ``batch``, each flagged True when it holds encoded rows."""
+        ...
+
+    def prepare(self, items: list[object], fields: bool) -> PreparedBatch:
+        """Network input of a run of encoded rows (with their sample weights)."""
+        ...
+
+    def trained(self, items: list[object], results: list[object]) -> None:
+        """Called after a run of encoded rows was booked and its Futures resolved."""
+        ...
+
 
 # Dispatchers with threads still running: drained at exit.
 _RUNNING: set[Dispatcher] = set()
@@ -98,6 +116,11 @@ class Dispatcher:
         self.inflight: dict[int, list[Entry]] = {}
         # The batch step; an attribute so a profiler can wrap it.
         self.run_batch: Callable[[], None] = self._run_batch
+        # Delayed feedback (livelearn.engine.joining), None when not configured:
+        # ``tick`` runs after each batch and idle wake-up (bounded work: expiry);
+        # ``joins`` prepares and books batches of already-encoded rows.
+        self.tick: Callable[[], None] | None = None
+        self.joins: JoinHooks | None = None
 
     def start(self) -> None:
         for i in range(self.workers):
@@ -152,8 +175,12 @@ class Dispatcher:
                     wake.wait(IDLE_POLL_S)
                 queue.sleeping = False
                 wake.clear()
+                if self.tick is not None:
+                    self.tick()
                 continue
             self.run_batch()
+            if self.tick is not None:
+                self.tick()
 
     def _run_batch(self) -> None:
         """Take up to ``batch_size`` queued steps and train them."""
@@ -163,21 +190,12 @@ class Dispatcher:
         me = threading.get_ident()
         self.inflight[me] = batch  # for a fork meanwhile: the child resolves its copies
         try:
-            prepared = prepare(
-                [it for it, _ in batch],
-                self.encoder,
-                self.targets,
-                isinstance(self.network, FieldNetwork),
-            )
-            with self.train_lock:
-                self._train_holder = me
-                try:
-                    results, any_rejected = self.ledger.book(prepared, *self._train(prepared))
-                finally:
-                    self._train_holder = None
-            resolve_all(self.done, [f for _, f in batch], results)
-            if any_rejected:
-                _log_rejections(prepared.items, results)
+            joins = self.joins
+            if joins is None:
+                self._train_part(batch, me, None)
+            else:  # runs of interactions and of encoded rows, in queue order
+                for part, encoded in joins.split(batch):
+                    self._train_part(part, me, joins if encoded else None)
         except BaseException as exc:  # never leave a Future unresolved
             self._fail(batch, exc)
         finally:
@@ -189,12 +207,31 @@ class Dispatcher:
             del owner
         self.queue.notify_room()
 
+    def _train_part(self, batch: list[Entry], me: int, joins: JoinHooks | None) -> None:
+        items = [it for it, _ in batch]
+        fields = isinstance(self.network, FieldNetwork)
+        if joins is None:
+            prepared = prepare(items, self.encoder, self.targets, fields)
+        else:
+            prepared = joins.prepare(items, fields)
+        with self.train_lock:
+            self._train_holder = me
+            try:
+                results, any_rejected = self.ledger.book(prepared, *self._train(prepared))
+            finally:
+                self._train_holder = None
+        resolve_all(self.done, [f for _, f in batch], results)
+        if joins is not None:
+            joins.trained(items, results)
+        if any_rejected:
+            _log_rejections(prepared.items, results)
+
     def _train(
         self, batch: PreparedBatch
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]:
         """One native call for the batch's rows: losses, predictions, status
         codes and each row's step number (0 when rejected). Call under train_lock."""
-        features, Y = batch.features, batch.targets
+        features, Y, W = batch.features, batch.targets, batch.weights
         # The core numbers each step under the network's lock, so the numbers
         # stay right while other threads train engine.network directly.
         network = self.network
@@ -202,13 +239,13 @@ class Dispatcher:
             assert isinstance(features, FieldFeatures)
             f = features
             dense = f.dense if f.n_dense else None
-            return network.train_batch(f.indptr, f.indices, f.values, f.fields, dense, Y)
+            return network.train_batch(f.indptr, f.indices, f.values, f.fields, dense, Y, W)
         if isinstance(features, tuple):
             indptr, indices, values = cast("tuple[Any, Any, Any]", features)
             return network.train_batch_sparse_detailed(
-                indptr, indices, values, Y, return_steps=True
+                indptr, indices, values, Y, weights=W, return_steps=True
             )
-        return network.train_batch_detailed(features, Y, return_steps=True)
+        return network.train_batch_detailed(features, Y, weights=W, return_steps=True)
 
     def _fail(self, batch: list[Entry], exc: BaseException) -> None:
         logger.error("%d step(s) failed: %s: %s", len(batch), type(exc).__name__, exc)
