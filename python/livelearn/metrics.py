@@ -20,6 +20,17 @@ metric                                 type     value
 ``livelearn_step_latency_seconds``     histo.   submit-to-resolution latency (opt-in)
 =====================================  =======  ==========================================
 
+An engine with delayed feedback (``Engine(feedback_timeout=...)``) also exports
+its loop and live quality, from :attr:`EngineStats.feedback
+<livelearn.results.EngineStats>`: counters ``livelearn_feedback_<name>_total``
+for ``predictions``, ``joined``, ``expired_trained``, ``expired_dropped``,
+``evicted_trained``, ``evicted_dropped``, ``feedbacks``, ``duplicate``,
+``late``, ``unknown``, ``invalid``, ``corrections``, ``sampled_out`` and
+``drift_alarms``; gauges ``livelearn_feedback_awaiting``, ``_join_rate``,
+``_window_log_loss``, ``_auc``, ``_calibration`` and the percentiles
+``_delay_seconds{quantile=...}`` and ``_train_lag_seconds{quantile=...}``
+(``0.5``, ``0.9``, ``0.99``); ``NaN`` while undefined.
+
 Losses are ``NaN`` until the first trained step.
 
 The latency histogram is opt-in: with ``latency_sample_every=N`` :func:`register`
@@ -110,6 +121,58 @@ _GAUGES = (
         "Timestamp (POSIX seconds) of the newest trained interaction.",
     ),
 )
+
+
+_FEEDBACK_COUNTERS = (
+    ("predictions", "Predictions made with an event_id (awaiting an outcome)."),
+    ("joined", "Examples that left with their outcome (joined)."),
+    ("expired_trained", "Examples whose window closed: trained with the default label."),
+    ("expired_dropped", "Examples whose window closed: dropped (no default label)."),
+    ("evicted_trained", "Examples evicted early (max_awaiting) and trained."),
+    ("evicted_dropped", "Examples evicted early (max_awaiting) and dropped."),
+    ("feedbacks", "Feedback calls counted by the join (matched + duplicate + late + unknown)."),
+    ("duplicate", "Feedback for an id whose outcome was already taken, or aggregated."),
+    ("late", "Feedback after the id's window closed."),
+    ("unknown", "Feedback for an unknown or forgotten id."),
+    ("invalid", "Feedback calls refused as invalid (label, id or time)."),
+    ("corrections", "Late outcomes trained as corrections (late_policy='correct')."),
+    ("sampled_out", "Negatives left out by negative sampling."),
+    ("drift_alarms", "Page-Hinkley drift alarms on the live log loss."),
+)
+_FEEDBACK_GAUGES = (
+    ("awaiting", "awaiting", "Examples awaiting their outcome."),
+    ("join_rate", "join_rate", "Share of the examples that left with their outcome."),
+    ("window_log_loss", "log_loss", "Log loss of the served predictions over the window."),
+    ("auc", "auc", "ROC AUC of the served predictions over the window."),
+    ("calibration", "calibration", "Mean prediction / mean label over the window."),
+)
+_FEEDBACK_QUANTILES = (
+    ("delay_seconds", "delay", "Feedback delay percentiles (outcome time - prediction time)."),
+    ("train_lag_seconds", "train_lag", "Seconds from a labelled example queued to applied."),
+)
+
+
+def _feedback_metrics(f: Any) -> Iterator[Metric]:
+    """The delayed-feedback families of one :class:`~livelearn.results.FeedbackStats`
+    (families without samples when ``f`` is None)."""
+    for name, doc in _FEEDBACK_COUNTERS:
+        family = CounterMetricFamily(f"livelearn_feedback_{name}", doc)
+        if f is not None:
+            family.add_metric([], float(getattr(f, name)))
+        yield family
+    for name, field, doc in _FEEDBACK_GAUGES:
+        gauge = GaugeMetricFamily(f"livelearn_feedback_{name}", doc)
+        if f is not None:
+            value = getattr(f, field)
+            gauge.add_metric([], math.nan if value is None else float(value))
+        yield gauge
+    for name, field, doc in _FEEDBACK_QUANTILES:
+        gauge = GaugeMetricFamily(f"livelearn_feedback_{name}", doc, labels=["quantile"])
+        if f is not None:
+            for q, suffix in (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99")):
+                value = getattr(f, f"{field}_{suffix}")
+                gauge.add_metric([q], math.nan if value is None else float(value))
+        yield gauge
 
 
 class _Histogram:
@@ -220,6 +283,8 @@ class EngineCollector(Collector):
             )
         buckets, total = self._histogram.snapshot()
         yield HistogramMetricFamily(_LATENCY, self._latency_doc(), buckets=buckets, sum_value=total)
+        if stats.feedback is not None:
+            yield from _feedback_metrics(stats.feedback)
 
     def _latency_doc(self) -> str:
         sampled = f"one submission in {self._every}" if self._every else "none: sampling is off"
@@ -232,6 +297,9 @@ class EngineCollector(Collector):
         for name, _, doc in _GAUGES:
             yield GaugeMetricFamily(f"livelearn_{name}", doc)
         yield HistogramMetricFamily(_LATENCY, self._latency_doc())
+        engine = self._engine()
+        if engine is not None and engine.stats().feedback is not None:
+            yield from _feedback_metrics(None)
 
 
 def register(

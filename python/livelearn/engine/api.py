@@ -26,7 +26,7 @@ from livelearn.engine.dispatcher import Dispatcher
 from livelearn.engine.forking import ForkHooks
 from livelearn.engine.forking import register as register_for_fork
 from livelearn.engine.inputs import outcome_blind
-from livelearn.engine.joining import Joiner
+from livelearn.engine.joining import Joiner, wait_idle
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -768,6 +768,21 @@ class Engine:
             (<StepStatus.TRAINED: 'trained'>, <StepStatus.DUPLICATE: 'duplicate'>, True)
         """
         return self._joiner("feedback").feedback(event_id, label, action_type, timestamp)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no step is pending (every queued step resolved, join
+        steps included); True unless ``timeout`` seconds passed first. A replay
+        that waits before each ``predict`` serves the same predictions on every
+        run (see :mod:`livelearn.engine.joining`).
+
+        Example:
+            >>> from livelearn import Engine, InteractionData
+            >>> with Engine(targets={"click": 1.0}) as engine:
+            ...     _ = engine.train_step(InteractionData("click", 0.0, "u"))
+            ...     engine.wait_idle(), engine.stats().pending
+            (True, 0)
+        """
+        return wait_idle(self._queue, self._ledger, self._done, timeout)
 
     def _joiner(self, call: str) -> Joiner:
         joins = self._joins

@@ -40,6 +40,20 @@ evictions) get a Future nobody holds; they count in ``stats().interactions``
 like any queued step. Join steps never block and never raise on a full queue
 (they may exceed ``max_pending``): their number is bounded by ``max_awaiting``.
 
+Late corrections (``late_policy="correct"``): the example already trained with
+the default label ``d`` at the timeout; the late label ``y`` trains once more
+with the importance weight ``w = (y - d) / (y - q)``, ``q`` the prediction made
+at ``predict`` time (at most :data:`MAX_CORRECTION_WEIGHT`; 1 when ``q`` is not
+between them, or when nothing trained because ``default_label=None``). For
+log loss and squared error the gradient on the output is proportional to
+``q - label``, so the two steps together move the model like the one step of
+the true label: ``(q - d) + w (q - y) = q - y``. For ``d = 0, y = 1`` that is
+``w = 1 / (1 - q)``, the importance weight of the fake-negative scheme of
+delayed-feedback CTR work (Ktena et al., RecSys 2019), and the bias of
+``ignore`` (predictions shrink to about ``p / (1 + p * late_share)`` with
+plain weight-1 corrections, and to ``p * (1 - late_share)`` when ignored)
+goes away.
+
 Negative sampling (``negative_sampling=r``): a row whose label is 0 trains with
 probability ``r`` and then weight ``1/r`` (a native sample weight); the expected
 gradient is the full stream's, so the predictions stay calibrated. The quality
@@ -88,17 +102,21 @@ from livelearn.targets import TargetMapper
 
 __all__ = [
     "CLOSE_POLICIES",
+    "MAX_CORRECTION_WEIGHT",
     "TICK_S",
     "EncodedRow",
     "EpochClock",
     "Joiner",
     "ReplayClock",
+    "wait_idle",
 ]
 
 logger = logging.getLogger("livelearn")
 
 #: The wall-clock tick closes due windows at most this often (seconds).
 TICK_S: Final = 0.02
+#: The largest importance weight of a late correction.
+MAX_CORRECTION_WEIGHT: Final = 100.0
 #: What ``close()`` does with examples still awaiting their outcome.
 CLOSE_POLICIES: Final = ("keep", "expire")
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
@@ -461,7 +479,7 @@ class Joiner:
                 future = self._pending.pop(ex.event_id, None)
             if ex.reason != "late":
                 self._observe(ex)
-            weight = ex.weight
+            weight = ex.weight if ex.reason != "late" else self._correction_weight(ex)
             if rate is not None and ex.label == 0.0:
                 if self._rng.random() >= rate:
                     self._sampled_out += 1
@@ -478,6 +496,18 @@ class Joiner:
         if entries:
             later += self._enqueue(entries)
         return later
+
+    def _correction_weight(self, ex: Example) -> float:
+        """The importance weight of a late correction (see the module docstring)."""
+        d = self.store.default_label
+        if d is None or ex.label == d:
+            return 1.0  # nothing trained at the timeout: a plain example
+        # The default label's step moved the logit by about (q - d); the
+        # correction must bring the total to a single (q - y): w (q - y) = d - y.
+        q = ex.prediction
+        if (ex.label - q) * (ex.label - d) <= 0.0:
+            return 1.0
+        return min(MAX_CORRECTION_WEIGHT, (ex.label - d) / (ex.label - q))
 
     def _observe(self, ex: Example) -> None:
         monitor = self.monitor
@@ -689,6 +719,20 @@ class _Skipped:
 
     def __init__(self, result: StepResult) -> None:
         self.result = result
+
+
+def wait_idle(
+    queue: SubmissionQueue, ledger: Ledger, done: threading.Condition, timeout: float | None
+) -> bool:
+    """Wait on ``done`` (notified whenever Futures resolve) until nothing is pending."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with done:
+        while queue.submitted - ledger.resolved > 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            done.wait(0.05 if left is None else min(left, 0.05))
+    return True
 
 
 def _storable(array: NDArray[Any]) -> NDArray[Any]:
