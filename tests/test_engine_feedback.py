@@ -471,3 +471,44 @@ def test_prometheus_exports_the_live_quality() -> None:
     assert re.search(r"livelearn_feedback_window_log_loss \d", text)
     assert re.search(r"livelearn_feedback_auc 1\.0", text)
     assert not math.isnan(fb(e).log_loss or math.nan)
+
+
+# ----------------------------------------------------------------- split-log replay
+def _split_logs(folder: Path, n: int = 300) -> tuple[Path, Path, Path]:
+    rng = np.random.default_rng(0)
+    imp, out, both = folder / "imp.csv", folder / "out.jsonl", folder / "both.csv"
+    imp_rows, out_rows, both_rows = [], [], []
+    for i in range(n):
+        k = int(rng.integers(0, 3))
+        t = 1.7e9 + i
+        imp_rows.append(f"e{i},{t},u{i % 7},view,{k}")
+        both_rows.append(f"impression,e{i},{t},u{i % 7},view,{k},")
+        if rng.random() < (0.1, 0.4, 0.7)[k]:
+            d = float(rng.exponential(20.0))
+            out_rows.append(json.dumps({"event_id": f"e{i}", "timestamp": t + d, "label": 1}))
+            both_rows.append(f"outcome,e{i},{t + d},,,,1")
+    out_rows += [json.dumps({"event_id": "ghost", "timestamp": 1.7e9 + 3, "label": 1}), "{oops"]
+    imp.write_text("event_id,timestamp,user_id,action_type,item\n" + "\n".join(imp_rows) + "\n")
+    out.write_text("\n".join(out_rows) + "\n")
+    both.write_text(
+        "kind,event_id,timestamp,user_id,action_type,item,label\n" + "\n".join(both_rows) + "\n"
+    )
+    return imp, out, both
+
+
+def test_replay_joins_split_logs_by_id_in_event_time(tmp_path: Path) -> None:
+    from livelearn.cli import main
+
+    imp, out, both = _split_logs(tmp_path)
+    common = ["--hashed", "--buckets", "256", "--context-cols", "item", "--feedback-timeout", "30"]
+    r1, r2 = tmp_path / "r1.json", tmp_path / "r2.json"
+    assert main(["replay", str(imp), "--outcomes", str(out), *common, "--report", str(r1)]) == 0
+    assert main(["replay", str(both), "--event-kind-col", "kind", *common, "--report", str(r2)]) == 0
+    a, b = json.loads(r1.read_text()), json.loads(r2.read_text())
+    n_out = sum('"event_id": "e' in line for line in out.read_text().splitlines())
+    assert a["impressions"] == 300 and a["outcomes"] == n_out + 1 and a["malformed_outcomes"] == 1
+    assert a["unknown"] == 1 and a["joined"] + a["late"] == n_out
+    assert a["joined"] + a["expired_trained"] + a["expired_at_end"] == 300 == a["engine_steps"]
+    # The same join and the same model from one file with event kinds, deterministically.
+    for key in ("joined", "late", "expired_trained", "log_loss", "auc", "delay_p50"):
+        assert a[key] == b[key], key

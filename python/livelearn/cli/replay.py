@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from livelearn import Engine, FeatureEncoder, HashedFeatureEncoder
+from livelearn.cli import replay_join
 from livelearn.cli.common import (
     PLOT_HINT,
     Parser,
@@ -91,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
         action="store_true",
         help="when resuming, train on every event, even those already learned",
     )
+    replay_join.add_options(rep)  # --outcomes / --event-kind-col: split logs
     rep.set_defaults(handler=run)
 
 
@@ -139,6 +141,8 @@ _MODEL_OPTIONS = ("hidden", "activation", "loss", "optimizer", "learning_rate", 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``livelearn replay``; returns the exit code."""
+    if replay_join.wanted(args):  # impressions + outcomes joined by id
+        return replay_join.run(args, log_columns(args, label_required=False))
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError("--checkpoint-every: must be >= 1")
     if args.checkpoint_every is not None and args.checkpoint is None:
