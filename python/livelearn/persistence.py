@@ -285,9 +285,7 @@ def load_engine(
     if clock is not None:
         options["clock"] = clock
     elif options.get("clock") == "custom":
-        raise _fail(
-            where, "the engine used a custom clock; pass it: Engine.load(path, clock=...)"
-        )
+        raise _fail(where, "the engine used a custom clock; pass it: Engine.load(path, clock=...)")
     if _LEARNING_RATE in options and not field:
         # Files written before get_config() was exact hold the engine's learning
         # rate rounded to 7 digits; the network section holds it exactly.

@@ -10,7 +10,12 @@ from numpy.typing import NDArray
 
 __all__ = [
     "EngineStats",
-    "FeedbackStats", "SparseFeatures", "StepResult", "StepStatus", "TrainingExample"]
+    "FeedbackStats",
+    "SparseFeatures",
+    "StepResult",
+    "StepStatus",
+    "TrainingExample",
+]
 
 
 class StepStatus(str, Enum):

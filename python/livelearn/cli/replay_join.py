@@ -146,12 +146,14 @@ def _engine(args: argparse.Namespace, keep: bool, quality_window: int) -> Engine
             targets = json.loads(args.targets)
         except ValueError as exc:
             raise UsageError(f"--targets: not valid JSON ({exc})") from exc
-    hidden = (16, 8)
+    hidden: tuple[int, ...] = (16, 8)
     if args.hidden:
         try:
             hidden = tuple(int(s) for s in args.hidden.split(",") if s.strip())
         except ValueError:
-            raise UsageError(f"--hidden: expected sizes such as 16,8, got {args.hidden!r}") from None
+            raise UsageError(
+                f"--hidden: expected sizes such as 16,8, got {args.hidden!r}"
+            ) from None
     features = HashedFeatureEncoder(n_buckets=args.buckets) if args.hashed else FeatureEncoder()
     try:
         return Engine(
@@ -192,7 +194,10 @@ def _rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                         value = json.loads(text)
                     except ValueError:
                         value = None
-                    yield i, value if isinstance(value, dict) else {"__error__": "not a JSON object"}
+                    yield (
+                        i,
+                        value if isinstance(value, dict) else {"__error__": "not a JSON object"},
+                    )
         else:
             raise LogError(f"{path}: outcomes are read from .csv or .jsonl files")
 
@@ -311,12 +316,20 @@ def replay_split(
         else:
             o = outcomes[i]
             futures.append(
-                engine.feedback(o.event_id, o.label, action_type=o.action_type, timestamp=o.timestamp)
+                engine.feedback(
+                    o.event_id, o.label, action_type=o.action_type, timestamp=o.timestamp
+                )
             )
     refused_outcomes = sum(1 for f in futures if f.exception() is not None)
     engine.wait_idle()
-    return _report(engine, len(impressions), len(outcomes), refused_impressions, refused_outcomes,
-                   time.perf_counter() - start)
+    return _report(
+        engine,
+        len(impressions),
+        len(outcomes),
+        refused_impressions,
+        refused_outcomes,
+        time.perf_counter() - start,
+    )
 
 
 def _report(
@@ -390,7 +403,9 @@ def run(args: argparse.Namespace, columns: Columns) -> int:
         engine.save(checkpoint)
     final = engine.stats().feedback
     assert final is not None
-    _print(args, report, final.expired_trained, bad_impressions, len(bad_outcomes), rows, sys.stdout)
+    _print(
+        args, report, final.expired_trained, bad_impressions, len(bad_outcomes), rows, sys.stdout
+    )
     if args.report:
         payload = asdict(report)
         payload.update(

@@ -34,8 +34,8 @@ from livelearn.engine.submission import (
     SubmissionQueue,
 )
 from livelearn.errors import EngineClosed, EngineNotInitialized
-from livelearn.feedback import Clock, EventId
 from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
+from livelearn.feedback import Clock, EventId
 from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all
 from livelearn.history import History
@@ -375,7 +375,9 @@ class Engine:
                 "quality_window": quality_window,
             }
         elif negative_sampling is not None:
-            raise ValueError("negative_sampling: needs the delayed-feedback loop (feedback_timeout)")
+            raise ValueError(
+                "negative_sampling: needs the delayed-feedback loop (feedback_timeout)"
+            )
         self._submit_hooks: list[SubmitHook] = []
         self._initialized = False
         self._closed = False

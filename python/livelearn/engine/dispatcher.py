@@ -57,6 +57,7 @@ logger = logging.getLogger("livelearn")
 # idle engine 20 wake-ups a second and nothing on the hot path.
 IDLE_POLL_S = 0.05
 
+
 class JoinHooks(Protocol):
     """What the dispatcher needs from the delayed-feedback loop
     (:class:`livelearn.engine.joining.Joiner`): queued rows it encoded at

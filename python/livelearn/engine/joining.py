@@ -69,6 +69,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import operator
 import threading
 import time
 from collections.abc import Iterator
@@ -81,6 +82,7 @@ from livelearn.engine.batch import FieldFeatures, PreparedBatch
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.submission import Entry, SubmissionQueue
 from livelearn.errors import EngineClosed
+from livelearn.features import Encoder, HashedFeatureEncoder
 from livelearn.feedback import (
     DUPLICATE_POLICIES,
     LATE_POLICIES,
@@ -91,7 +93,6 @@ from livelearn.feedback import (
     JoinStatus,
     JoinStore,
 )
-from livelearn.features import Encoder, HashedFeatureEncoder
 from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all
 from livelearn.interaction import InteractionData, InvalidInteraction
@@ -128,7 +129,9 @@ _R_FOLDED = (
     "the first outcome's Future resolves when the window closes"
 )
 _R_LATE = "late: the window of this id had closed (late_policy={policy!r}); nothing trained"
-_R_UNKNOWN = "unknown: no prediction with this event_id awaits its outcome (never seen or forgotten)"
+_R_UNKNOWN = (
+    "unknown: no prediction with this event_id awaits its outcome (never seen or forgotten)"
+)
 _R_SAMPLED = "skipped: a negative left out by negative sampling (negative_sampling={rate})"
 _R_CLOSED = "skipped: the engine was closed before this join step was queued"
 _R_KEPT = (
@@ -270,9 +273,8 @@ class Joiner:
         batch_size: int,
     ) -> None:
         if targets.n_outputs != 1:
-            raise ValueError(
-                f"feedback_timeout: delayed feedback needs one output (n_outputs={targets.n_outputs})"
-            )
+            n = targets.n_outputs
+            raise ValueError(f"feedback_timeout: delayed feedback needs one output (n_outputs={n})")
         if late_policy not in LATE_POLICIES:
             raise ValueError(f"late_policy: must be one of {LATE_POLICIES}, got {late_policy!r}")
         if duplicate_policy not in DUPLICATE_POLICIES:
@@ -297,7 +299,9 @@ class Joiner:
         except InvalidFeedback as exc:
             raise ValueError(f"{_engine_name(exc.field)}: {exc.reason}") from None
         if loss == "bce" and default_label is not None and not 0.0 <= float(default_label) <= 1.0:
-            raise ValueError(f"default_label: must be in [0, 1] for loss='bce', got {default_label}")
+            raise ValueError(
+                f"default_label: must be in [0, 1] for loss='bce', got {default_label}"
+            )
         self.monitor = QualityMonitor(window=quality_window)
         self.negative_sampling = rate
         self.awaiting_on_close = awaiting_on_close
@@ -306,7 +310,11 @@ class Joiner:
         self.targets = targets
         self.bce = loss == "bce"
         self.kind = (
-            "field" if isinstance(network, FieldNetwork) else "sparse" if encoder.sparse else "dense"
+            "field"
+            if isinstance(network, FieldNetwork)
+            else "sparse"
+            if encoder.sparse
+            else "dense"
         )
         self.queue = queue
         self.ledger = ledger
@@ -386,6 +394,7 @@ class Joiner:
         except InvalidFeedback as exc:
             return self._refuse(future, exc)
         later: list[tuple[StepFuture[StepResult], object]] = []
+        eid = _normal_id(event_id)
         with self.lock:
             if self._closed:
                 raise EngineClosed("feedback after close()")
@@ -393,26 +402,27 @@ class Joiner:
             if isinstance(self.clock, ReplayClock):
                 at = self.clock.advance_to(self.clock.now() if at is None else at)
                 rows = self.store.expire(at)
+            error: InvalidFeedback | None = None
             try:
                 outcome = self.store.feedback(event_id, y, at)
             except InvalidFeedback as exc:
+                error = exc
                 later = self._emit(rows, None, None)
-                outcome = None
-                error: InvalidFeedback | None = exc
             else:
-                error = None
                 rows += outcome.examples
                 status = outcome.status
                 caller = None
                 if status is JoinStatus.JOINED:
                     caller = "joined"
-                elif status is JoinStatus.LATE and any(e.reason == "late" for e in rows):
+                elif status is JoinStatus.LATE and any(
+                    e.reason == "late" and e.event_id == eid for e in rows
+                ):
                     caller = "late"
                 elif status is JoinStatus.PENDING and not outcome.folded:
-                    self._pending[event_id] = future
+                    self._pending[cast("EventId", eid)] = future  # valid: the store took it
                 else:
                     later.append((future, self._answer(status, outcome.folded)))
-                later += self._emit(rows, future if caller else None, caller)
+                later += self._emit(rows, future if caller else None, caller, eid)
         if error is not None:
             self._finish(later)
             return self._refuse(future, error)
@@ -463,9 +473,11 @@ class Joiner:
         rows: list[Example],
         caller: StepFuture[StepResult] | None,
         caller_reason: str | None,
+        caller_id: object = None,
     ) -> list[tuple[StepFuture[StepResult], object]]:
         """Queue ``rows`` (under :attr:`lock`); returns the Futures to resolve
-        once the lock is released."""
+        once the lock is released. ``caller`` is the Future of the row of
+        ``caller_id`` with reason ``caller_reason``."""
         later: list[tuple[StepFuture[StepResult], object]] = []
         if not rows:
             return later
@@ -473,7 +485,7 @@ class Joiner:
         rate = self.negative_sampling
         for ex in rows:
             future: StepFuture[StepResult] | None = None
-            if caller is not None and ex.reason == caller_reason:
+            if caller is not None and ex.reason == caller_reason and ex.event_id == caller_id:
                 future, caller = caller, None
             elif ex.reason == "joined":
                 future = self._pending.pop(ex.event_id, None)
@@ -721,6 +733,15 @@ class _Skipped:
         self.result = result
 
 
+def _normal_id(event_id: object) -> object:
+    """The id as the store keys it (an integral numpy scalar becomes an int)."""
+    if type(event_id) in (str, int) or isinstance(event_id, (bool, np.bool_)):
+        return event_id
+    if isinstance(event_id, numbers.Integral):
+        return operator.index(event_id)
+    return event_id
+
+
 def wait_idle(
     queue: SubmissionQueue, ledger: Ledger, done: threading.Condition, timeout: float | None
 ) -> bool:
@@ -753,4 +774,3 @@ def _rate(value: object) -> float:
 
 def _engine_name(field: str) -> str:
     return {"timeout": "feedback_timeout", "duplicates": "duplicate_policy"}.get(field, field)
-
