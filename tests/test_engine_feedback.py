@@ -536,3 +536,17 @@ def test_aggregates_of_other_ids_closing_at_a_feedback_keep_their_own_future() -
         assert b.result().status is StepStatus.TRAINED
         assert seven.result().status is StepStatus.TRAINED  # its window closed at 6
         assert fb(e).joined == 3
+
+
+def test_the_readme_service_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    section = text.split("## Delayed feedback", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("HashedFeatureEncoder()", "HashedFeatureEncoder(n_buckets=1024)")  # fast
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 -- our own README
+    loaded = Engine.load(tmp_path / "service.safetensors", initialize=False)
+    stats = loaded.stats().feedback
+    assert stats is not None and stats.joined == 1 and stats.duplicate == 1 and stats.unknown == 1
+    loaded.close()

@@ -319,9 +319,12 @@ class FeedbackCounters:
 
 # ------------------------------------------------------------------ checks
 def _check_time(name: str, value: object) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is float:  # the common case skips the abstract-class checks
+        t = value
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise InvalidFeedback(name, f"must be a real number, got {type(value).__name__}")
-    t = float(value)
+    else:
+        t = float(value)
     if not math.isfinite(t):
         raise InvalidFeedback(name, f"must be finite, got {t}")
     return t

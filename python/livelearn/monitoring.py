@@ -78,9 +78,12 @@ _logged = logs_refusals(InvalidObservation, "quality monitor")
 
 
 def _real(name: str, value: object, low: float = -math.inf, high: float = math.inf) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is float:  # the common case skips the abstract-class checks
+        x = value
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise InvalidObservation(name, f"must be a real number, got {type(value).__name__}")
-    x = float(value)
+    else:
+        x = float(value)
     if not math.isfinite(x) or not low <= x <= high:
         raise InvalidObservation(name, f"must be finite and in [{low}, {high}], got {x}")
     return x

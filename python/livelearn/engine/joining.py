@@ -226,9 +226,12 @@ class EncodedRow:
 
 
 def _time_value(name: str, value: object) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is float:  # the common case skips the abstract-class checks
+        t = value
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise InvalidFeedback(name, f"must be a real number, got {type(value).__name__}")
-    t = float(value)
+    else:
+        t = float(value)
     if not math.isfinite(t):
         raise InvalidFeedback(name, f"must be finite, got {t}")
     return t
@@ -536,8 +539,9 @@ class Joiner:
             if not closed:
                 q.items.extend(entries)
         if not closed:
-            q.sleeping = False
-            q.wake.set()
+            if q.sleeping:  # as SubmissionQueue.put: wake a sleeping dispatcher once
+                q.sleeping = False
+                q.wake.set()
             return []
         # The queue closed meanwhile: counted, then resolved as skipped.
         result = StepResult(None, None, None, StepStatus.SKIPPED, _R_CLOSED)
