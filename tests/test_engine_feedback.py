@@ -545,8 +545,28 @@ def test_the_readme_service_example_runs(tmp_path: Path, monkeypatch: pytest.Mon
     code = code.replace("HashedFeatureEncoder()", "HashedFeatureEncoder(n_buckets=1024)")  # fast
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 -- our own README
+    exec(compile(code, "README.md", "exec"), namespace)  # our own README
     loaded = Engine.load(tmp_path / "service.safetensors", initialize=False)
     stats = loaded.stats().feedback
     assert stats is not None and stats.joined == 1 and stats.duplicate == 1 and stats.unknown == 1
     loaded.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reads_the_loop_and_refuses_new_work() -> None:
+    with engine(feedback_timeout=60.0) as e:
+        e.predict(it(1), event_id="a")
+        pid = os.fork()
+        if pid == 0:  # the child: readable, refuses work, never hangs
+            code = 1
+            try:
+                stats = fb(e)
+                try:
+                    e.predict(it(2), event_id="b")
+                except EngineClosed:
+                    code = 0 if stats.awaiting == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert e.feedback("a", 1.0).result().trained  # the parent goes on

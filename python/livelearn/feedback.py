@@ -755,6 +755,10 @@ class JoinStore:
             ]
             heapq.heapify(self._heap)
 
+    def after_fork_in_child(self) -> None:
+        """A new lock in a child process (another thread may have held the old one)."""
+        self._lock = threading.Lock()
+
     # -------------------------------------------------------------- views
     def __len__(self) -> int:
         """How many ids await their outcome."""

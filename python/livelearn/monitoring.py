@@ -300,6 +300,10 @@ class QualityMonitor:
         with self._lock:
             self._lag.push(d)
 
+    def after_fork_in_child(self) -> None:
+        """A new lock in a child process (another thread may have held the old one)."""
+        self._lock = threading.Lock()
+
     @property
     def drift_alarms(self) -> int:
         """How many drift alarms were raised."""

@@ -158,8 +158,10 @@ class Engine:
         clock: ``"wall"`` (default, POSIX seconds), ``"event"`` (the events'
             own time: ``interaction.timestamp`` at predict, ``timestamp=`` at
             feedback; replays are deterministic) or an object with ``now()``.
-        negative_sampling: keep a label-0 example with this probability and
-            train it with weight ``1/r`` (predictions stay calibrated).
+        negative_sampling: keep a label-0 example of the delayed-feedback loop
+            (an expiry with ``default_label=0.0``, or a 0 outcome) with this
+            probability and train it with weight ``1/r`` (predictions stay
+            calibrated); ``train_step`` examples are not sampled.
         awaiting_on_close: what :meth:`close` does with awaiting examples:
             ``"keep"`` (default: they stay, and a :meth:`save` after
             :meth:`close` keeps them for :meth:`load`) or ``"expire"`` (their
@@ -498,6 +500,8 @@ class Engine:
         self._done.release()  # the same condition: the child's Futures keep it
         self._state_lock = threading.Lock()
         self._ledger.after_fork_in_child()
+        if self._joins is not None:
+            self._joins.after_fork_in_child()
         inherited = self._queue.after_fork_in_child()
         inherited += self._dispatcher.after_fork_in_child()
         if inherited:
@@ -690,10 +694,6 @@ class Engine:
         if join is not None and self._joins is None:
             raise ValueError("join: awaiting examples saved but feedback_timeout is not set")
         with self._batch_lock, self._book:
-            if join is not None and self._joins is not None:
-                self._joins.import_state(
-                    {k[5:]: v for k, v in tensors.items() if k.startswith("join.")}, join
-                )
             probe = History(
                 self._history_size,
                 self._encoder.n_inputs,
@@ -701,6 +701,10 @@ class Engine:
                 self._encoder.sparse,
             )
             probe.restore(hist)  # validates shapes before the network is touched
+            if join is not None and self._joins is not None:  # validates, then replaces
+                self._joins.import_state(
+                    {k[5:]: v for k, v in tensors.items() if k.startswith("join.")}, join
+                )
             self._network.set_state(net_state)
             self._ledger.history = probe
             c = self._counters

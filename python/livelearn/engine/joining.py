@@ -645,6 +645,14 @@ class Joiner:
             self._pending.clear()
         self._finish(later)
 
+    def after_fork_in_child(self) -> None:
+        """Fork hook: new locks (another thread may have held one); refuse new work."""
+        self.lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self._closed = True
+        self.store.after_fork_in_child()
+        self.monitor.after_fork_in_child()
+
     # -------------------------------------------------------------- reading
     def stats(self) -> FeedbackStats:
         """The counters and the live quality now."""
