@@ -21,9 +21,11 @@ Example:
     >>> outcomes = [Outcome("a", 5.0, 1.0), Outcome("zz", 6.0, 1.0)]
     >>> engine = Engine(feedback_timeout=30.0, clock="event", awaiting_on_close="expire")
     >>> report = replay_split(engine.initialize(), impressions, outcomes)
-    >>> engine.close()
-    >>> report.joined, report.expired_trained, report.unknown, report.steps
-    (1, 1, 1, 2)
+    >>> report.joined, report.awaiting, report.unknown, report.steps
+    (1, 1, 1, 1)
+    >>> engine.close()  # "b" is still awaiting at the end: its window closes now
+    >>> engine.stats().feedback.expired_trained, engine.stats().steps
+    (1, 2)
 """
 
 from __future__ import annotations

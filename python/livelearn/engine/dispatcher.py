@@ -204,7 +204,8 @@ class Dispatcher:
         if self.autosave is not None:
             owner = self._owner()
             if owner is not None:
-                self.autosave.maybe_save(owner.stats().steps, owner.save)
+                # The trained count, not stats(): that also snapshots the live quality.
+                self.autosave.maybe_save(self.ledger.counters.trained, owner.save)
             del owner
         self.queue.notify_room()
 

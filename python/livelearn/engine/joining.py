@@ -403,8 +403,9 @@ class Joiner:
                 raise EngineClosed("feedback after close()")
             rows: list[Example] = []
             if isinstance(self.clock, ReplayClock):
-                at = self.clock.advance_to(self.clock.now() if at is None else at)
-                rows = self.store.expire(at)
+                now = self.clock.advance_to(self.clock.now() if at is None else at)
+                rows = self.store.expire(now)
+                at = now if at is None else at  # the outcome's own time judges lateness
             error: InvalidFeedback | None = None
             try:
                 outcome = self.store.feedback(event_id, y, at)
