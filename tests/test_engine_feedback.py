@@ -570,3 +570,23 @@ def test_a_forked_child_reads_the_loop_and_refuses_new_work() -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert e.feedback("a", 1.0).result().trained  # the parent goes on
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "field"])
+def test_the_stored_row_trains_for_every_model_kind(kind: str) -> None:
+    kw: dict[str, Any] = {"feedback_timeout": 60.0}
+    if kind == "dense":
+        kw["features"] = livelearn.FeatureEncoder()
+    elif kind == "sparse":
+        kw.update(features=HashedFeatureEncoder(n_buckets=64), model="mlp")
+    with engine(**kw) as e:
+        interactions = [it(k, float(k)) for k in range(5)]
+        served = [e.predict(x, event_id=k) for k, x in enumerate(interactions)]
+        results = [e.feedback(k, float(k % 2)).result() for k in range(5)]
+        assert all(r.trained for r in results)
+        assert results[0].prediction == pytest.approx(served[0], abs=1e-6)
+        for example, x in zip(e.history, interactions, strict=True):
+            want = e.features.encode(x)
+            got = example.features
+            dense = got.to_dense() if isinstance(got, livelearn.SparseFeatures) else got
+            assert np.allclose(dense, want)

@@ -87,7 +87,7 @@ def test_memory_is_fixed_by_the_window() -> None:
     feed(m, *stream(0, 5000))
     for _ in range(5000):
         m.record_delay(1.0)
-    assert m._loss.data.size == 50 and m._delay.data.size == 20
+    assert len(m._loss.data) == 50 and len(m._delay.data) == 20
     assert m.snapshot().window_count == 50
 
 

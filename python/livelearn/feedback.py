@@ -112,7 +112,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -239,8 +239,7 @@ class JoinStatus(str, Enum):
     UNKNOWN = "unknown"  #: never added, or forgotten: nothing trains
 
 
-@dataclass(frozen=True)
-class Example:
+class Example(NamedTuple):
     """One row to train: what the network saw, and the label it learns.
 
     Attributes:
@@ -482,6 +481,8 @@ class JoinStore:
         self._seq = itertools.count()
         self._left: OrderedDict[EventId, _Left] = OrderedDict()
         self._layout: tuple[str, ...] | None = None  # dtypes of the payload parts
+        self._dtypes_of: tuple[str, ...] | None = None
+        self._dtypes_cache: tuple[np.dtype[Any], ...] = ()
         self._c = dict.fromkeys(
             (
                 "added",
@@ -541,13 +542,14 @@ class JoinStore:
         payload = _check_payload(features)
         pred = _check_time("prediction", prediction)
         at = self._time("time", time)
-        layout = tuple(p.dtype.str for p in payload)
+        dtypes = tuple(p.dtype for p in payload)
         with self._lock:
             if eid in self._awaiting:
                 raise DuplicateEventId(eid)
             if self._layout is None:
-                self._layout = layout
-            elif layout != self._layout:
+                self._layout = tuple(d.str for d in dtypes)
+            elif dtypes != self._dtypes():
+                layout = tuple(d.str for d in dtypes)
                 raise InvalidFeedback(
                     "features", f"array layout {layout} differs from the store's {self._layout}"
                 )
@@ -560,6 +562,14 @@ class JoinStore:
             heapq.heappush(self._heap, (deadline, seq, eid))
             self._c["added"] += 1
             return out
+
+    def _dtypes(self) -> tuple[np.dtype[Any], ...]:
+        """The payload layout as dtypes (cached: comparing them is the hot path)."""
+        layout = self._layout
+        if self._dtypes_of is not layout:
+            self._dtypes_cache = tuple(np.dtype(d) for d in layout or ())
+            self._dtypes_of = layout
+        return self._dtypes_cache
 
     # -------------------------------------------------------------- feedback
     @_logged

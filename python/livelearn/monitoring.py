@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import array
 import logging
 import math
 import numbers
@@ -199,22 +200,31 @@ class _Ring:
     """A fixed-size float64 ring; ``view()`` copies the filled part."""
 
     def __init__(self, size: int) -> None:
-        self.data = np.zeros(size, dtype=np.float64)
+        # array.array: element access without numpy's per-scalar cost (the hot path).
+        self.data = array.array("d", bytes(8 * size))
+        self.size = size
         self.count = 0  # values ever pushed
 
     def push(self, x: float) -> float:
         """Store ``x``; returns the value it replaced (0.0 while filling)."""
-        i = self.count % self.data.size
-        old = float(self.data[i])
+        i = self.count % self.size
+        old = self.data[i]
         self.data[i] = x
         self.count += 1
         return old
 
     def filled(self) -> int:
-        return min(self.count, self.data.size)
+        return min(self.count, self.size)
 
     def view(self) -> NDArray[np.float64]:
-        return np.array(self.data[: self.filled()], dtype=np.float64)
+        out: NDArray[np.float64] = np.frombuffer(self.data, dtype=np.float64)[
+            : self.filled()
+        ].copy()
+        return out
+
+    def total(self) -> float:
+        """The exact sum of the stored values."""
+        return math.fsum(self.data)
 
 
 def _percentiles(values: NDArray[np.float64]) -> tuple[float | None, float | None, float | None]:
@@ -269,9 +279,9 @@ class QualityMonitor:
             self._sum_loss += loss - self._loss.push(loss)
             if self._loss.count % self.window == 0:
                 # Re-sum exactly once per window: O(1) amortized, no drift.
-                self._sum_pred = float(self._pred.data.sum())
-                self._sum_label = float(self._label.data.sum())
-                self._sum_loss = float(self._loss.data.sum())
+                self._sum_pred = self._pred.total()
+                self._sum_label = self._label.total()
+                self._sum_loss = self._loss.total()
             alarm = self.drift.update(loss)
             if alarm:
                 self._alarms += 1
