@@ -291,9 +291,9 @@ def _result(
     prediction = np.full(shape, np.nan, dtype=np.float32)
     status = np.empty(n, dtype=object)
     reason = np.full(n, None, dtype=object)
-    for i, exc in errors:
+    for i, invalid in errors:
         status[i] = INVALID
-        reason[i] = str(exc)
+        reason[i] = str(invalid)
     valid = [i for i, it in enumerate(rows) if it is not None] if errors else range(n)
     for i, future in zip(valid, futures, strict=True):
         exc = future.exception()
