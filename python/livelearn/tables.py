@@ -27,6 +27,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from itertools import repeat
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
@@ -132,7 +133,12 @@ def table_columns(table: Table) -> dict[str, list[Any]]:
     """
     columns: dict[str, list[Any]]
     if _is_pandas(table):
-        columns = {str(name): table[name].tolist() for name in table.columns}
+        columns = {}
+        for name in table.columns:
+            series = table[name]
+            if series.dtype.kind == "O" or series.hasnans:  # NA, NaT, NaN -> None
+                series = series.astype(object).where(series.notna(), None)
+            columns[str(name)] = series.tolist()
     elif _is_arrow(table):
         columns = {str(name): table.column(name).to_pylist() for name in table.column_names}
     elif isinstance(table, Mapping):
@@ -181,31 +187,46 @@ def interactions_from_table(
         InvalidInteraction: the table as a whole is unusable (see :func:`table_columns`).
     """
     columns = table_columns(table)
-    actions = columns["action_type"]
-    times = columns["timestamp"]
-    users = columns["user_id"]
-    labels = columns.get("label")
-    ctx_cols = [(name[8:], col) for name, col in columns.items() if name.startswith("context.")]
+    n = len(columns["action_type"])
+    keys = [name[8:] for name in columns if name.startswith(CONTEXT_PREFIX)]
+    contexts: Any = (
+        zip(*(columns[CONTEXT_PREFIX + k] for k in keys), strict=True) if keys else repeat(None, n)
+    )
+    labels = columns.get("label") or repeat(None, n)
     rows: list[InteractionData | None] = []
     errors: list[tuple[int, InvalidInteraction]] = []
     append = rows.append
     make = InteractionData
-    for i in range(len(actions)):
-        context: dict[str, Any] | None = None
-        if ctx_cols:
-            context = {}
-            for key, col in ctx_cols:
-                value = col[i]
-                if not _missing(value):
-                    context[key] = value
-            context = context or None
-        label = None
-        if labels is not None:
-            label = labels[i]
+    for i, (action, when, user, label, values) in enumerate(
+        zip(
+            columns["action_type"],
+            columns["timestamp"],
+            columns["user_id"],
+            labels,
+            contexts,
+            strict=False,  # equal lengths: table_columns checked them
+        )
+    ):
+        try:
+            # v == v is False for NaN only: None and NaN mark a missing value.
+            context = (
+                {k: v for k, v in zip(keys, values, strict=True) if v is not None and v == v}
+                or None
+                if values is not None
+                else None
+            )
+            if label is not None and not label == label:  # noqa: SIM201 -- NaN
+                label = None
+        except Exception:  # an odd value (an array...): InteractionData says what is wrong
+            context = (
+                None
+                if values is None
+                else {k: v for k, v in zip(keys, values, strict=True) if not _missing(v)} or None
+            )
             if _missing(label):
                 label = None
         try:
-            append(make(actions[i], times[i], users[i], context, label))
+            append(make(action, when, user, context, label))
         except InvalidInteraction as exc:
             append(None)
             errors.append((i, exc))
