@@ -160,7 +160,12 @@ def test_feature_encoder_empty_batch_and_csr() -> None:
 def test_feature_encoder_config() -> None:
     enc = FeatureEncoder("Asia/Tokyo")
     cfg = enc.get_config()
-    assert cfg == {"type": "FeatureEncoder", "timezone": "Asia/Tokyo", "n_inputs": 4}
+    assert cfg == {
+        "type": "FeatureEncoder",
+        "timezone": "Asia/Tokyo",
+        "hash": "blake2b-64",
+        "n_inputs": 4,
+    }
     clone = encoder_from_config(json.loads(json.dumps(cfg)))
     assert isinstance(clone, FeatureEncoder) and clone.get_config() == cfg
     assert FeatureEncoder(timezone.utc).get_config()["timezone"] == "UTC"
@@ -517,6 +522,7 @@ def test_defaults_config() -> None:
         "time_features": True,
         "timezone": "UTC",
         "bias": True,
+        "hash": "blake2b-64",
         "n_inputs": 2**18 + 5,
     }
     partial = encoder_from_config({"type": "HashedFeatureEncoder", "n_buckets": 8})

@@ -13,4 +13,6 @@ PYBIND11_MODULE(_core, m) {
   livelearn::bindings::register_errors(m);
   livelearn::bindings::register_network(m);
   livelearn::bindings::register_field_model(m);
+  livelearn::bindings::register_hashed_encoder(m);
+  livelearn::bindings::register_dense_encoder(m);
 }

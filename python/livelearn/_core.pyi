@@ -221,3 +221,59 @@ class FieldModel(metaclass=_Pybind11Type):
     def n_fields(self) -> int: ...
     @property
     def n_dense(self) -> int: ...
+
+HASH_NAME: str
+
+def stable_hash64(data: str | bytes) -> int:
+    """BLAKE2b-64 (digest_size=8, little-endian) of a str's UTF-8 or of bytes."""
+
+class HashedEncoder(metaclass=_Pybind11Type):
+    """The arithmetic of HashedFeatureEncoder; None from a method: some value needs
+    the Python reference path (which raises its usual error)."""
+
+    def __init__(
+        self,
+        *,
+        n_buckets: int,
+        action: bool,
+        user: bool,
+        time: bool,
+        bias: bool,
+        context_keys: list[str] | None,
+        numeric_keys: list[str],
+        crosses: list[tuple[str, str]],
+        utc_offset: float | None,
+    ) -> None: ...
+    @property
+    def n_inputs(self) -> int: ...
+    @property
+    def n_dense(self) -> int: ...
+    def encode_sparse_many(
+        self, interactions: Any, local: ArrayLike | None = None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float32]] | None: ...
+    def encode_sparse(
+        self, interaction: Any, local: float | None = None
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]] | None: ...
+    def encode_fields_many(
+        self, interactions: Any, local: ArrayLike | None = None
+    ) -> (
+        tuple[
+            NDArray[np.int64],
+            NDArray[np.int32],
+            NDArray[np.float32],
+            NDArray[np.int32],
+            NDArray[np.float32],
+        ]
+        | None
+    ): ...
+
+class DenseEncoder(metaclass=_Pybind11Type):
+    """The arithmetic of FeatureEncoder; None: the Python reference path decides."""
+
+    def __init__(self, *, action: bool, utc_offset: float | None) -> None: ...
+    def encode_many(
+        self, interactions: Any, local: ArrayLike | None = None
+    ) -> NDArray[np.float32] | None: ...
+    def encode(
+        self, interaction: Any, local: float | None = None
+    ) -> NDArray[np.float32] | None: ...

@@ -18,7 +18,11 @@ import hashlib
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["HashCache", "int_to_decimal", "stable_hash64", "unit_hash"]
+__all__ = ["HASH_NAME", "HashCache", "int_to_decimal", "stable_hash64", "unit_hash"]
+
+#: The hash's name, recorded in encoder configs (and so in checkpoints). The native
+#: core (``livelearn._core.stable_hash64``) computes the same function.
+HASH_NAME = "blake2b-64"
 
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes

@@ -39,16 +39,22 @@ from typing import IO, Any, NamedTuple
 from livelearn.interaction import InteractionData, InvalidInteraction
 
 __all__ = [
+    "DEFAULT_CHUNK_ROWS",
     "FORMATS",
     "ColumnError",
     "Columns",
+    "LogChunk",
     "LogError",
     "LogRows",
     "RowError",
     "detect_format",
     "parse_time",
     "read_log",
+    "read_log_chunks",
 ]
+
+#: Rows per :class:`LogChunk` of :func:`read_log_chunks`.
+DEFAULT_CHUNK_ROWS = 65_536
 
 #: The formats :func:`read_log` understands.
 FORMATS = ("csv", "jsonl", "parquet")
@@ -245,7 +251,17 @@ def _csv_rows(path: str, columns: Columns) -> tuple[Iterator[tuple[int, dict[str
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
         with handle:
-            for record in reader:
+            while True:
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    if "field limit" not in str(exc):
+                        raise
+                    # One oversized field: the reader resumes at the next line.
+                    yield reader.line_num, {"__error__": str(exc)}
+                    continue
                 if not record:
                     continue
                 if len(record) != len(header):
@@ -283,18 +299,22 @@ def _parquet_rows(path: str, columns: Columns) -> tuple[Iterator[tuple[int, dict
             "reading Parquet needs pyarrow: pip install 'livelearn[parquet]' (or pyarrow)"
         ) from None
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError types
         raise LogError(f"{path}: cannot read Parquet: {exc}") from exc
-    names = list(table.column_names)
+    names = list(parquet.schema_arrow.names)
     _check_columns(path, names, columns)
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
         number = 0
-        for batch in table.to_batches(max_chunksize=65536):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row
+        try:
+            batches = parquet.iter_batches(batch_size=65536)  # streamed, never all in memory
+            for batch in batches:
+                for row in batch.to_pylist():
+                    number += 1
+                    yield number, row
+        except Exception as exc:
+            raise LogError(f"{path}: cannot read Parquet: {exc}") from exc
 
     return rows(), columns.label in names
 
@@ -341,19 +361,8 @@ def read_log(
     cols = columns or Columns()
     name = os.fspath(path)
     kind = fmt or detect_format(name)
-    if kind not in FORMATS:
-        raise LogError(f"unknown format {kind!r}; use one of {', '.join(FORMATS)}")
-    if os.path.isdir(name):
-        raise LogError(f"{name}: is a folder, not a log file")
-    source: Iterator[tuple[int, dict[str, Any]]]
-    has_label = False
     try:
-        if kind == "csv":
-            source, has_label = _csv_rows(name, cols)
-        elif kind == "jsonl":
-            source = _jsonl_rows(name)
-        else:
-            source, has_label = _parquet_rows(name, cols)
+        source, has_label = _source(name, kind, cols)
         interactions: list[InteractionData] = []
         lines: list[int] = []
         errors: list[RowError] = []
@@ -376,7 +385,142 @@ def read_log(
     return LogRows(interactions, lines, errors, rows, kind, has_label)
 
 
+def _source(
+    name: str, kind: str, cols: Columns
+) -> tuple[Iterator[tuple[int, dict[str, Any]]], bool]:
+    """The ``(line, row)`` pairs of a log, and whether it has the label column."""
+    if kind not in FORMATS:
+        raise LogError(f"unknown format {kind!r}; use one of {', '.join(FORMATS)}")
+    if os.path.isdir(name):
+        raise LogError(f"{name}: is a folder, not a log file")
+    if kind == "csv":
+        return _csv_rows(name, cols)
+    if kind == "jsonl":
+        return _jsonl_rows(name), False
+    return _parquet_rows(name, cols)
+
+
+class LogChunk(NamedTuple):
+    """Up to ``chunk_rows`` rows of a log as a table for :meth:`Engine.train_table`.
+
+    ``table`` holds the parsed columns (``action_type``, ``timestamp``,
+    ``user_id``, ``label`` and ``context.<key>``; a row's missing context value
+    is None); ``times`` each row's POSIX seconds (for ordering); ``lines`` each
+    row's line; ``errors`` the rows that could not be parsed; ``rows`` the rows
+    read in this chunk (parsed or not). ``InteractionData`` validation is left
+    to the table's reader (:mod:`livelearn.tables`).
+    """
+
+    table: dict[str, list[Any]]
+    times: list[float]
+    lines: list[int]
+    errors: list[RowError]
+    rows: int
+    format: str
+    has_label: bool
+
+
+def read_log_chunks(
+    path: str | os.PathLike[str],
+    columns: Columns | None = None,
+    fmt: str | None = None,
+    strict: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[LogChunk]:
+    """Read a log ``chunk_rows`` rows at a time (memory bounded by the chunk,
+    whatever the file's size), as tables; same formats, parsing and errors as
+    :func:`read_log` (``strict`` raises :class:`LogError` at the first row that
+    cannot be parsed). A CSV row with a field over the csv module's field limit
+    is one bad row, not the end of the file.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("action_type,timestamp,user_id,page\\n" + "click,5,u1,home\\n" * 3)
+        >>> chunks = list(read_log_chunks(path, Columns(context=("page",)), chunk_rows=2))
+        >>> [c.rows for c in chunks], chunks[0].table["context.page"], chunks[1].lines
+        ([2, 1], ['home', 'home'], [4])
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows: must be an int >= 1, got {chunk_rows!r}")
+    cols = columns or Columns()
+    name = os.fspath(path)
+    kind = fmt or detect_format(name)
+    try:
+        source, has_label = _source(name, kind, cols)
+        while True:
+            parsed: list[tuple[str, float | datetime, str | int, dict[str, Any] | None, Any]]
+            parsed = []
+            times: list[float] = []
+            lines: list[int] = []
+            errors: list[RowError] = []
+            rows = 0
+            for line, row in source:
+                rows += 1
+                if kind == "jsonl" and cols.label in row:
+                    has_label = True
+                try:
+                    fields = _parsed(row, cols)
+                except (InvalidInteraction, ValueError, TypeError) as exc:
+                    if strict:
+                        raise LogError(f"{name}: line {line}: {exc}") from exc
+                    errors.append(RowError(line, str(exc)))
+                else:
+                    when = fields[1]
+                    parsed.append(fields)
+                    times.append(when if isinstance(when, float) else when.timestamp())
+                    lines.append(line)
+                if rows >= chunk_rows:
+                    break
+            if rows == 0:
+                return
+            yield LogChunk(_table(parsed), times, lines, errors, rows, kind, has_label)
+    except UnicodeDecodeError as exc:
+        raise LogError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (csv.Error, EOFError, gzip.BadGzipFile) as exc:
+        raise LogError(f"{name}: cannot read {kind}: {exc}") from exc
+
+
+def _table(
+    parsed: list[tuple[str, float | datetime, str | int, dict[str, Any] | None, Any]],
+) -> dict[str, list[Any]]:
+    table: dict[str, list[Any]] = {
+        "action_type": [p[0] for p in parsed],
+        "timestamp": [p[1] for p in parsed],
+        "user_id": [p[2] for p in parsed],
+        "label": [p[4] for p in parsed],
+    }
+    keys: dict[str, None] = {}
+    for p in parsed:
+        if p[3]:
+            keys.update(dict.fromkeys(p[3]))
+    for key in keys:
+        table["context." + key] = [None if p[3] is None else p[3].get(key) for p in parsed]
+    return table
+
+
+def _parsed(
+    row: Mapping[str, Any], cols: Columns
+) -> tuple[str, float | datetime, str | int, dict[str, Any] | None, Any]:
+    """A row's fields as :func:`read_log` parses them, before InteractionData
+    validation; a non-finite float (a table's "missing") is refused here."""
+    action, when, user, context, label = _fields(row, cols)
+    if isinstance(label, float) and not math.isfinite(label):
+        raise InvalidInteraction("label", f"must be finite, got {label}")
+    for key, value in (context or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInteraction(f"context[{key!r}]", f"must be finite, got {value}")
+    return action, when, user, context, label
+
+
 def _interaction(row: Mapping[str, Any], cols: Columns) -> InteractionData:
+    return InteractionData(*_fields(row, cols))
+
+
+def _fields(
+    row: Mapping[str, Any], cols: Columns
+) -> tuple[str, float | datetime, str | int, dict[str, Any] | None, Any]:
     problem = row.get("__error__")
     if isinstance(problem, str) and len(row) == 1:
         raise ValueError(problem)
@@ -399,4 +543,4 @@ def _interaction(row: Mapping[str, Any], cols: Columns) -> InteractionData:
         if value is None or (isinstance(value, str) and value == ""):
             continue
         context[key] = value
-    return InteractionData(action, when, user, context or None, label)
+    return action, when, user, context or None, label

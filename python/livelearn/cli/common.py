@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -15,7 +16,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from livelearn import Engine
-from livelearn.logfiles import Columns, LogError, LogRows, detect_format, read_log
+from livelearn.logfiles import (
+    Columns,
+    LogChunk,
+    LogError,
+    LogRows,
+    detect_format,
+    read_log,
+    read_log_chunks,
+)
 from livelearn.metrics_offline import rolling_mean
 
 PLOT_HINT = "pip install 'livelearn[plot]'"
@@ -169,6 +178,29 @@ def read(args: argparse.Namespace, columns: Columns) -> LogRows:
         raise LogError(f"{args.file}: no such file") from exc
     except IsADirectoryError as exc:
         raise LogError(f"{args.file}: is a folder, not a log file") from exc
+
+
+def read_chunks(args: argparse.Namespace, columns: Columns, chunk_rows: int) -> Iterator[LogChunk]:
+    """:func:`read` in chunks of ``chunk_rows`` rows (:func:`read_log_chunks`)."""
+    if chunk_rows < 1:
+        raise UsageError("--chunk-rows: must be >= 1")
+    if args.format is None:
+        try:
+            detect_format(args.file)
+        except LogError as exc:
+            raise UsageError(str(exc)) from exc
+    try:
+        chunks = read_log_chunks(
+            args.file, columns, fmt=args.format, strict=args.strict, chunk_rows=chunk_rows
+        )
+        first = next(chunks, None)
+    except FileNotFoundError as exc:
+        raise LogError(f"{args.file}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise LogError(f"{args.file}: is a folder, not a log file") from exc
+    if first is not None:
+        yield first
+        yield from chunks
 
 
 def report_bad_rows(log: LogRows, stream: IO[str], show: int = 5) -> None:

@@ -4,10 +4,16 @@ progressive scores; resume from and save to a checkpoint."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
 
 from livelearn import Engine, FeatureEncoder, HashedFeatureEncoder
 from livelearn.cli import replay_join
@@ -22,14 +28,17 @@ from livelearn.cli.common import (
     num,
     plot_curves,
     positive_float,
-    read,
+    read_chunks,
     report_bad_rows,
     show_progress,
     size,
     when,
     write_json,
 )
-from livelearn.evaluate import progressive_val_score
+from livelearn.evaluate import score_predictions
+from livelearn.interaction import InteractionData, InvalidInteraction
+from livelearn.logfiles import DEFAULT_CHUNK_ROWS, LogError, LogRows, RowError
+from livelearn.tables import INVALID, interactions_from_table
 
 
 def add_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
@@ -86,6 +95,14 @@ def add_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     )
     o.add_argument(
         "--no-sort", action="store_true", help="keep the file's order instead of sorting by time"
+    )
+    o.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        metavar="N",
+        help="rows read (and sorted by time) at once; memory is bounded by it, whatever "
+        "the log's size (default: %(default)s)",
     )
     o.add_argument(
         "--no-skip-seen",
@@ -159,14 +176,57 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
 
 
+class _Replay:
+    """Progressive scores and counts of a replay, accumulated chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.events = self.trained = self.skipped = self.rejected = self.failed = 0
+        self.targets: list[NDArray[np.float64]] = []
+        self.predictions: list[NDArray[np.float64]] = []
+        self.rejections: list[tuple[int, str]] = []  # (line, reason)
+        self.invalid: list[RowError] = []  # rows InteractionData refused
+        self.seconds = 0.0
+
+    def add(
+        self, engine: Engine, table: dict[str, list[Any]], lines: list[int], strict: bool
+    ) -> None:
+        start = time.perf_counter()
+        result = engine.train_table(table, strict=strict).result()
+        self.seconds += time.perf_counter() - start
+        status = result.status
+        self.events += int((status != INVALID).sum())
+        trained = result.trained
+        self.trained += int(trained.sum())
+        self.skipped += int((status == "skipped").sum())
+        self.rejected += int((status == "rejected").sum())
+        self.failed += int((status == "failed").sum())
+        for i in np.flatnonzero((status == "rejected") | (status == "failed")).tolist():
+            self.rejections.append((lines[i], str(result.reason[i])))
+        for i in result.invalid_rows.tolist():
+            self.invalid.append(RowError(lines[i], str(result.reason[i])))
+        if engine.targets.n_outputs == 1 and trained.any():
+            rows, _ = interactions_from_table(
+                {
+                    name: [c[i] for i in np.flatnonzero(trained).tolist()]
+                    for name, c in table.items()
+                }
+            )
+            Y, _ = engine.targets.targets_many(cast("list[InteractionData]", rows))
+            self.targets.append(np.asarray(Y, dtype=np.float64).reshape(len(rows), -1)[:, 0])
+            self.predictions.append(np.asarray(result.prediction, dtype=np.float64)[trained])
+
+
 def _replay_with(
     args: argparse.Namespace, engine: Engine, checkpoint: Path | None, resume: bool
 ) -> int:
     columns = log_columns(args, label_required=args.label_col_given)
-    log = read(args, columns)
+    chunks = read_chunks(args, columns, args.chunk_rows)
+    first = next(chunks, None)
+    fmt = first.format if first is not None else (args.format or "csv")
     if (
-        log.format != "jsonl"
-        and not log.has_label
+        first is not None
+        and fmt != "jsonl"
+        and not first.has_label
         and args.targets is None
         and engine.targets.get_config()["type"] == "none"
     ):
@@ -174,15 +234,13 @@ def _replay_with(
             f"{args.file}: no {columns.label!r} column and no --targets: nothing to learn "
             "(give --label-col or --targets)"
         )
-    report_bad_rows(log, sys.stderr)
-    order = list(range(len(log.interactions)))
-    if not args.no_sort:
-        order.sort(key=lambda i: log.interactions[i].timestamp)
-    interactions = [log.interactions[i] for i in order]
-    lines = [log.lines[i] for i in order]
     skipped_seen = 0
+    last: float | None = None
+    before_steps = 0
+    learned_until: float | None = None
     if resume:
         before = engine.stats()
+        before_steps = before.steps
         given = [o for o in _MODEL_OPTIONS if getattr(args, o) is not None]
         if given or args.hashed:
             names = ", ".join("--" + o.replace("_", "-") for o in given + ["hashed"] * args.hashed)
@@ -190,36 +248,95 @@ def _replay_with(
                 f"livelearn: resuming {checkpoint}: its own settings apply ({names} ignored)",
                 file=sys.stderr,
             )
-        last = before.last_example_time
-        if last is not None and not args.no_skip_seen:
-            keep = [i for i, it in enumerate(interactions) if it.timestamp > last]
-            skipped_seen = len(interactions) - len(keep)
-            interactions = [interactions[i] for i in keep]
-            lines = [lines[i] for i in keep]
-        print(
-            f"livelearn: resuming from {checkpoint} at step {before.steps:,}; "
-            f"{skipped_seen:,} event(s) at or before {when(last)} already learned, skipped",
-            file=sys.stderr,
-        )
+        last = before.last_example_time if not args.no_skip_seen else None
+        learned_until = before.last_example_time
 
     def save() -> None:
         if checkpoint is not None:
             engine.save(checkpoint)
 
-    result = progressive_val_score(
-        engine,
-        interactions,
-        progress=show_progress(args.progress),
-        description=Path(args.file).name,
-        every=args.checkpoint_every,
-        on_every=save,
+    replay = _Replay()
+    parse_errors: list[RowError] = []
+    rows = 0
+    since = 0
+    step = 512 if args.checkpoint_every else 8192  # rows per train_table call
+    bar = _progress_bar(show_progress(args.progress), Path(args.file).name)
+    previous_end: float | None = None
+    warned = False
+    try:
+        for chunk in itertools.chain([first] if first is not None else [], chunks):
+            rows += chunk.rows
+            parse_errors += chunk.errors
+            order = list(range(len(chunk.lines)))
+            if not args.no_sort:
+                # Sorted within each chunk of --chunk-rows rows: a log out of order
+                # across chunks is trained in file order beyond them (said once).
+                order.sort(key=chunk.times.__getitem__)
+                late = (
+                    bool(order)
+                    and previous_end is not None
+                    and chunk.times[order[0]] < previous_end
+                )
+                if late and not warned:
+                    print(
+                        f"livelearn: {args.file} is not in timestamp order across chunks "
+                        f"of {args.chunk_rows:,} rows; each chunk is sorted, the file's "
+                        "order kept between them (sort the file, or raise --chunk-rows)",
+                        file=sys.stderr,
+                    )
+                    warned = True
+                if order:
+                    previous_end = chunk.times[order[-1]]
+            if last is not None:
+                kept = [i for i in order if chunk.times[i] > last]
+                skipped_seen += len(order) - len(kept)
+                order = kept
+            for lo in range(0, len(order), step):
+                part = order[lo : lo + step]
+                table = {name: [col[i] for i in part] for name, col in chunk.table.items()}
+                lines = [chunk.lines[i] for i in part]
+                try:
+                    replay.add(engine, table, lines, args.strict)
+                except InvalidInteraction as exc:  # --strict: the first invalid row
+                    row = int(exc.field.split(":")[0].removeprefix("row "))
+                    field = exc.field.split(": ", 1)[1]
+                    raise LogError(
+                        f"{args.file}: line {lines[row]}: invalid interaction: "
+                        f"{field}: {exc.reason}"
+                    ) from exc
+                since += len(part)
+                if args.checkpoint_every and since >= args.checkpoint_every:
+                    save()
+                    since = 0
+                if bar is not None:
+                    bar.update(len(part))
+            if bar is not None:
+                bar.update(len(chunk.lines) - len(order))  # already learned
+    finally:
+        if bar is not None:
+            bar.close()
+    errors = sorted(parse_errors + replay.invalid)
+    report_bad_rows(LogRows([], [], errors, rows, fmt, True), sys.stderr)
+    if resume:
+        print(
+            f"livelearn: resuming from {checkpoint} at step {before_steps:,}; "
+            f"{skipped_seen:,} event(s) at or before {when(learned_until)} already learned, "
+            "skipped",
+            file=sys.stderr,
+        )
+    result = replay
+    loss = str(engine.config["loss"])
+    scores = score_predictions(
+        np.concatenate(replay.targets) if replay.targets else np.zeros(0),
+        np.concatenate(replay.predictions) if replay.predictions else np.zeros(0),
+        loss,
     )
+    rate = result.events / result.seconds if result.seconds > 0 else math.inf
+    rejected_lines = replay.rejections
+    log_rows = rows
     stats = engine.stats()
     save()
-    scores = result.scores
-    rate = result.events_per_second
-    rejected_lines = [(lines[i], reason) for i, reason in result.rejections]
-    print(f"livelearn replay: {args.file} ({log.format}, {log.rows:,} rows)")
+    print(f"livelearn replay: {args.file} ({fmt}, {log_rows:,} rows)")
     print(line("model", engine_summary(engine)))
     print(
         line(
@@ -231,7 +348,7 @@ def _replay_with(
     print(
         line(
             "malformed",
-            f"{len(log.errors):,} row(s) skipped"
+            f"{len(errors):,} row(s) skipped"
             + (f", {skipped_seen:,} already learned" if resume else ""),
         )
     )
@@ -277,12 +394,10 @@ def _replay_with(
             Path(args.report),
             {
                 "file": args.file,
-                "format": log.format,
-                "rows": log.rows,
-                "malformed": len(log.errors),
-                "malformed_rows": [
-                    {"line": e.line, "message": e.message} for e in log.errors[:100]
-                ],
+                "format": fmt,
+                "rows": log_rows,
+                "malformed": len(errors),
+                "malformed_rows": [{"line": e.line, "message": e.message} for e in errors[:100]],
                 "already_learned": skipped_seen,
                 "events": result.events,
                 "seconds": result.seconds,
@@ -306,3 +421,14 @@ def _replay_with(
         )
         print(line("report", args.report))
     return 0
+
+
+def _progress_bar(shown: bool, description: str) -> Any:
+    """A tqdm bar on stderr (rows), or None when hidden or tqdm is missing."""
+    if not shown:
+        return None
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:
+        return None
+    return tqdm(desc=description, unit="row", unit_scale=True, file=sys.stderr)

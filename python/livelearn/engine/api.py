@@ -14,12 +14,13 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn import persistence
+from livelearn import persistence, tables
 from livelearn.autosave import AutoSaver
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.dispatcher import Dispatcher
@@ -936,6 +937,55 @@ class Engine:
             "checkpoint_interval": None if self._autosave is None else self._autosave.interval,
             **self._feedback_config,
         }
+
+    # ------------------------------------------------------------------ tables
+    def train_table(
+        self, table: tables.Table, *, strict: bool = False
+    ) -> Future[tables.TableResult]:
+        """Train on every row of a table, in order, one step per row; returns at
+        once with a Future of the :class:`~livelearn.tables.TableResult`.
+
+        ``table``: a pandas DataFrame, a pyarrow Table or a mapping of column
+        name -> array, with columns named like the ``InteractionData`` fields
+        and ``context.<key>`` for context values (see :mod:`livelearn.tables`).
+        Each row is validated like ``InteractionData``; an invalid row is
+        skipped, logged and reported by index (status ``"invalid"``), or with
+        ``strict=True`` the whole call is refused with
+        :class:`InvalidInteraction` (``field`` reads ``"row <i>: <field>"``)
+        and nothing is queued. The valid rows go through :meth:`train_many`:
+        the same counters, history, logs and back-pressure.
+
+        Example:
+            >>> from livelearn import Engine
+            >>> with Engine(targets={"click": 1.0, "skip": 0.0}) as engine:
+            ...     result = engine.train_table({
+            ...         "action_type": ["click", "skip", "click"],
+            ...         "timestamp": [1.0, 2.0, -3.0], "user_id": ["u1", "u2", "u1"],
+            ...         "context.page": ["home", None, "cart"]}).result()
+            >>> result.status.tolist(), result.step.tolist()
+            (['trained', 'trained', 'invalid'], [1, 2, -1])
+        """
+        rows, errors = tables.interactions_from_table(table)
+        tables.check_rows(errors, strict, "train_table")
+        futures = self.train_many(it for it in rows if it is not None)
+        return tables.collect(rows, errors, futures, self._targets.n_outputs)
+
+    def predict_table(self, table: tables.Table, *, strict: bool = False) -> NDArray[np.float32]:
+        """Outputs for every row of a table (as :meth:`train_table` reads it),
+        shape ``(n_rows, n_outputs)``; NaN for an invalid row (logged), or with
+        ``strict=True`` :class:`InvalidInteraction` naming the row.
+
+        Example:
+            >>> from livelearn import Engine
+            >>> with Engine(targets={"click": 1.0}) as engine:
+            ...     engine.predict_table({"action_type": ["click"] * 2,
+            ...         "timestamp": [0.0, 1.0], "user_id": [1, 2]}).shape
+            (2, 1)
+        """
+        rows, errors = tables.interactions_from_table(table)
+        tables.check_rows(errors, strict, "predict_table")
+        valid = [it for it in rows if it is not None]
+        return tables.spread_predictions(rows, self.predict_many(valid))
 
 
 _FORK_HOOKS = ForkHooks(
