@@ -26,7 +26,7 @@ def random_state(model: FieldModel, seed: int = 0) -> State:
     for name, value in state.items():
         if name.startswith("counters."):
             continue
-        if name.endswith(".G") or name.endswith(".n"):
+        if name.endswith((".G", ".n", ".N")):
             state[name] = rng.uniform(0.1, 2.0, value.shape).astype(np.float32)
         else:
             state[name] = rng.normal(0.0, 0.4, value.shape).astype(np.float32)
@@ -128,7 +128,8 @@ def test_mse_output_is_the_logit() -> None:
 @pytest.mark.parametrize("optimizer", ["adagrad", "ftrl", "sgd"])
 @pytest.mark.parametrize(("hidden", "act"), [((), "relu"), ((4,), "tanh")])
 def test_one_update_matches_reference(optimizer: str, hidden: tuple[int, ...], act: str) -> None:
-    kw = dict(l1=0.05, l2=0.1, embedding_l2=0.2, learning_rate=0.3, embedding_learning_rate=0.2)
+    kw = dict(l1=0.05, l2=0.1, embedding_l2=0.2, learning_rate=0.3, embedding_learning_rate=0.2,
+              running_bias=False)  # the optimizer's own bias update (running_bias: below)  # fmt: skip
     m = FieldModel(**SMALL, hidden_layers=hidden, activation=act, optimizer=optimizer, **kw)
     before = random_state(m)
     if optimizer == "ftrl":  # weights consistent with (z, n): w is FTRL's closed form
@@ -181,7 +182,8 @@ def test_one_update_matches_reference(optimizer: str, hidden: tuple[int, ...], a
 
 
 def test_adagrad_first_update_has_size_learning_rate() -> None:
-    m = FieldModel(8, 1, initial_accumulator=0.0, learning_rate=0.1, bias_learning_rate=0.5)
+    m = FieldModel(8, 1, initial_accumulator=0.0, learning_rate=0.1, bias_learning_rate=0.5,
+                   running_bias=False)  # fmt: skip
     # A tiny gradient (value 0.01) still moves the weight by the full rate, against it.
     m.train_step(np.array([5]), np.array([0.01]), np.array([0]), y=0.0)
     state = m.get_state()

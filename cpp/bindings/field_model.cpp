@@ -118,6 +118,12 @@ float step_float(py::handle h, const char* name) {
   return static_cast<float>(v);
 }
 
+bool flag(py::handle h, const char* name) {
+  if (!PyBool_Check(h.ptr()) && !py::isinstance<py::bool_>(h))
+    type_error(std::string(name) + ": expected a bool, got " + type_name(h));
+  return h.ptr() == Py_True;
+}
+
 long long integer(py::handle h, const char* name, long long lo, long long hi) {
   if (PyBool_Check(h.ptr()) || !PyIndex_Check(h.ptr()))
     type_error(std::string(name) + ": expected an int, got " + type_name(h));
@@ -268,7 +274,9 @@ void livelearn::bindings::register_field_model(py::module_& m) {
                        py::handle mlp_learning_rate, py::handle bias_learning_rate, py::handle l1,
                        py::handle l2, py::handle embedding_l2, py::handle ftrl_beta,
                        py::handle initial_accumulator, py::handle epsilon, py::handle init_std,
-                       py::handle bias_init, py::handle seed) {
+                       py::handle bias_init, py::handle seed, py::handle dense_factors,
+                       py::handle running_bias, py::handle bias_prior,
+                       py::handle bias_window) {
              FieldConfig c;
              c.n_buckets =
                  integer(n_buckets, "n_buckets", 1, std::numeric_limits<std::int64_t>::max());
@@ -305,6 +313,10 @@ void livelearn::bindings::register_field_model(py::module_& m) {
                value_error("seed: must be an int in [0, 2^64)");
              }
              c.seed = sv;
+             c.dense_factors = flag(dense_factors, "dense_factors");
+             c.running_bias = flag(running_bias, "running_bias");
+             c.bias_prior = config_float(bias_prior, "bias_prior");
+             c.bias_window = config_float(bias_window, "bias_window");
              return new FieldModel(c);
            }),
            py::arg("n_buckets"), py::arg("n_fields"), py::arg("embedding_dim") = 8,
@@ -315,7 +327,9 @@ void livelearn::bindings::register_field_model(py::module_& m) {
            py::arg("bias_learning_rate") = 1.0, py::arg("l1") = 0.0, py::arg("l2") = 0.01,
            py::arg("embedding_l2") = 0.01, py::arg("ftrl_beta") = 1.0,
            py::arg("initial_accumulator") = 0.1, py::arg("epsilon") = 1e-8,
-           py::arg("init_std") = 0.05, py::arg("bias_init") = 0.0, py::arg("seed") = 0)
+           py::arg("init_std") = 0.05, py::arg("bias_init") = 0.0, py::arg("seed") = 0,
+           py::arg("dense_factors") = false, py::arg("running_bias") = true,
+           py::arg("bias_prior") = 2.0, py::arg("bias_window") = 100000.0)
       .def(
           "train_batch",
           [](FieldModel& self, py::handle indptr, py::handle indices, py::handle values,
@@ -479,6 +493,10 @@ void livelearn::bindings::register_field_model(py::module_& m) {
              d["init_std"] = static_cast<double>(c.init_std);
              d["bias_init"] = static_cast<double>(c.bias_init);
              d["seed"] = c.seed;
+             d["dense_factors"] = c.dense_factors;
+             d["running_bias"] = c.running_bias;
+             d["bias_prior"] = static_cast<double>(c.bias_prior);
+             d["bias_window"] = static_cast<double>(c.bias_window);
              return d;
            })
       .def_property_readonly("steps", [](const FieldModel& s) { return s.counters().steps; })
