@@ -53,7 +53,7 @@ struct SplitMix {
 
 enum class Rule : std::uint8_t { AdaGrad, FTRL, SGD };
 
-// running_bias: the most one step moves the bias, in logits.
+// running_bias (bce): the most one step moves the bias, in logits.
 constexpr double kMaxBiasStep = 1.0;
 
 struct RuleParams {
@@ -550,10 +550,10 @@ FieldStepResult FieldModel::step_locked(const FieldRow& row, float y, float weig
       const double q = std::clamp(p + wt * (t - p) / n_seen, tiny, 1.0 - tiny);
       const double pc = std::clamp(p, tiny, 1.0 - tiny);
       step = std::log(q / (1.0 - q)) - std::log(pc / (1.0 - pc));
+      step = std::clamp(step, -kMaxBiasStep, kMaxBiasStep);
     } else {
       step = wt * (t - z) / n_seen;
     }
-    step = std::clamp(step, -kMaxBiasStep, kMaxBiasStep);
     const double nw = static_cast<double>(*bias_) + step;
     const Staged st{
         bias_, bias_a_, nullptr, static_cast<float>(nw), static_cast<float>(n_seen), 0.0f};

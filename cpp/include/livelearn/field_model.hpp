@@ -32,8 +32,8 @@
 // at sigmoid(bias_init)): the bias is at the running log-odds from the first
 // event on, its noise shrinks like 1/n (AdaGrad's like 1/sqrt(n)), and past
 // bias_window events it is a moving average that follows a drifting base rate.
-// One step moves the bias at most max_bias_step logits (an overconfident
-// example cannot throw it far).
+// Under bce one step moves the bias at most 1 logit (an overconfident example
+// cannot throw it far).
 // Not thread-safe on its own beyond what the lock gives: every public method
 // takes the model's reader/writer lock (a step exclusively, predictions shared).
 #pragma once
