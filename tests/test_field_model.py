@@ -128,8 +128,9 @@ def test_mse_output_is_the_logit() -> None:
 @pytest.mark.parametrize("optimizer", ["adagrad", "ftrl", "sgd"])
 @pytest.mark.parametrize(("hidden", "act"), [((), "relu"), ((4,), "tanh")])
 def test_one_update_matches_reference(optimizer: str, hidden: tuple[int, ...], act: str) -> None:
+    # running_bias=False: the optimizer's own bias update (the running bias: below).
     kw = dict(l1=0.05, l2=0.1, embedding_l2=0.2, learning_rate=0.3, embedding_learning_rate=0.2,
-              running_bias=False)  # the optimizer's own bias update (running_bias: below)  # fmt: skip
+              running_bias=False)  # fmt: skip
     m = FieldModel(**SMALL, hidden_layers=hidden, activation=act, optimizer=optimizer, **kw)
     before = random_state(m)
     if optimizer == "ftrl":  # weights consistent with (z, n): w is FTRL's closed form

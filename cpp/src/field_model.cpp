@@ -543,7 +543,8 @@ FieldStepResult FieldModel::step_locked(const FieldRow& row, float y, float weig
 
   if (c.uses_running_bias()) {
     // A running mean: move the prediction w / N of the way toward the target.
-    const double n_seen = std::min(static_cast<double>(*bias_a_) + wt, static_cast<double>(c.bias_window));
+    const double n_seen =
+        std::min(static_cast<double>(*bias_a_) + wt, static_cast<double>(c.bias_window));
     double step;
     if (c.loss == FieldLoss::BCE) {
       const double tiny = 1e-12;
@@ -555,8 +556,8 @@ FieldStepResult FieldModel::step_locked(const FieldRow& row, float y, float weig
       step = wt * (t - z) / n_seen;
     }
     const double nw = static_cast<double>(*bias_) + step;
-    const Staged st{
-        bias_, bias_a_, nullptr, static_cast<float>(nw), static_cast<float>(n_seen), 0.0f};
+    const Staged st{bias_, bias_a_, nullptr, static_cast<float>(nw), static_cast<float>(n_seen),
+                    0.0f};
     ok &= std::isfinite(st.nw) && std::isfinite(st.na);
     s.staged.push_back(st);
   } else {

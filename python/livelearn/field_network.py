@@ -88,7 +88,7 @@ class FieldNetwork:
     def train_batch(
         self,
         indptr: NDArray[np.int64],
-        indices: NDArray[np.int32],
+        indices: NDArray[np.integer[Any]],
         values: NDArray[np.float32],
         fields: NDArray[np.int32],
         dense: NDArray[np.float32] | None,
@@ -105,7 +105,7 @@ class FieldNetwork:
     def predict(
         self,
         indptr: NDArray[np.int64],
-        indices: NDArray[np.int32],
+        indices: NDArray[np.integer[Any]],
         values: NDArray[np.float32],
         fields: NDArray[np.int32],
         dense: NDArray[np.float32] | None,

@@ -154,8 +154,9 @@ class _NetworkEstimator:
         )
 
     @property
-    def network(self) -> Network | None:
-        """The native network (None until the first ``learn_one``/``learn_many``)."""
+    def network(self) -> Network | FieldNetwork | None:
+        """The native network (None until the first ``learn_one``/``learn_many``): a
+        :class:`~livelearn.Network`, or a :class:`~livelearn.FieldNetwork` (``model="field"``)."""
         return self._net
 
     @property
@@ -174,7 +175,7 @@ class _NetworkEstimator:
         target: float | NDArray[np.float32],
     ) -> None:
         net = self._net
-        assert net is not None
+        assert isinstance(net, Network)
         # A rejected step leaves the model unchanged; it is counted in rejected_steps.
         with contextlib.suppress(StepRejected):
             net.train_step_sparse(features[0], features[1], target)

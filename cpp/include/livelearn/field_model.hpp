@@ -91,9 +91,9 @@ struct FieldConfig {
   float init_std = 0.05f;  // embeddings ~ N(0, init_std^2)
   float bias_init = 0.0f;  // the output bias' starting logit
   std::uint64_t seed = 0;
-  bool dense_factors = false;  // dense inputs join the FM (a factor vector each)
-  bool running_bias = true;    // the output bias is a running mean (not under sgd)
-  float bias_prior = 2.0f;      // running_bias: pseudo-events before the first one
+  bool dense_factors = false;     // dense inputs join the FM (a factor vector each)
+  bool running_bias = true;       // the output bias is a running mean (not under sgd)
+  float bias_prior = 2.0f;        // running_bias: pseudo-events before the first one
   float bias_window = 100000.0f;  // running_bias: N stops growing here (a moving average)
 
   // Throws std::invalid_argument naming the offending parameter.
