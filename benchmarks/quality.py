@@ -27,6 +27,11 @@ SGD), and Vowpal Wabbit (linear, and with all field-pair interactions ``-q ::``)
 beforehand; for the Engine rows the whole engine path), on a shared machine: compare
 them with each other, not across runs.
 
+Dense section (the seed's ``Engine()`` network, 4-16-8-1 tanh): the synthetic logistic
+stream of ``benchmarks/peers.py`` (200k events, 4 N(0, 1) inputs, known truth) and the
+Open Bandit sample through the 4-input ``FeatureEncoder``, with the default optimizer
+(SGD, lr 0.05) and candidate defaults beside Vowpal Wabbit linear, in one run.
+
 Run: ``PYTHONPATH=python python benchmarks/quality.py`` (writes
 ``benchmarks/results/quality.json`` and ``quality.md``; ``--quick`` for a smaller run).
 """
@@ -444,6 +449,132 @@ def run_all(
     return results
 
 
+# ------------------------------------------------------------------ dense
+# The synthetic stream of benchmarks/peers.py (same constants and seed).
+SYN_WEIGHTS = (1.5, -1.0, 0.5, 0.25)
+SYN_BIAS = -1.0
+SYN_SEED = 20240601
+DENSE_CANDIDATES: dict[str, dict[str, Any]] = {
+    "Engine() default network (SGD, lr 0.05)": {"optimizer": "sgd", "learning_rate": 0.05},
+    "candidate: SGD, lr 0.01": {"optimizer": "sgd", "learning_rate": 0.01},
+    "candidate: Adam, lr 0.001": {"optimizer": "adam", "learning_rate": 0.001},
+    "candidate: Adam, lr 0.0005": {"optimizer": "adam", "learning_rate": 0.0005},
+}
+
+
+def dense_streams(n_synthetic: int) -> dict[str, tuple[NDArray[np.float32], NDArray[np.float64]]]:
+    from livelearn import FeatureEncoder
+
+    rng = np.random.default_rng(SYN_SEED)
+    X = rng.standard_normal((n_synthetic, 4)).astype(np.float32)
+    p = 1.0 / (1.0 + np.exp(-(X.astype(np.float64) @ np.array(SYN_WEIGHTS) + SYN_BIAS)))
+    y = (rng.random(n_synthetic) < p).astype(np.float64)
+    items = load_sample()
+    obd_y = np.array([it.label for it in items], dtype=np.float64)
+    return {
+        f"synthetic logistic (peers.py), {n_synthetic // 1000}k": (X, y),
+        "open bandit sample, 4-input FeatureEncoder": (FeatureEncoder().encode_many(items), obd_y),
+        "_oracle": (X, p),
+    }
+
+
+def run_dense(n_synthetic: int, with_vw: bool) -> list[dict[str, Any]]:
+    from livelearn import Network
+
+    streams = dense_streams(n_synthetic)
+    oracle = streams.pop("_oracle")[1]
+    out = []
+    for name, (X, y) in streams.items():
+        entry: dict[str, Any] = {
+            "stream": name,
+            "events": len(y),
+            "running_base_rate_log_loss": log_loss(y, running_base_rate(y)),
+            "rows": [],
+        }
+        if name.startswith("synthetic"):
+            entry["oracle_log_loss"] = log_loss(y, oracle)
+        for label, kw in DENSE_CANDIDATES.items():
+            net = Network(
+                layers=[4, 16, 8, 1], activation="tanh", output="sigmoid", loss="bce", seed=0, **kw
+            )
+            start = time.perf_counter()
+            losses = np.asarray(net.train_batch(X, y.astype(np.float32).reshape(-1, 1)))
+            elapsed = time.perf_counter() - start
+            lo = losses.astype(np.float64).reshape(-1)
+            preds = np.where(y > 0.5, np.exp(-lo), -np.expm1(-lo))  # pre-update, exact
+            entry["rows"].append(
+                {
+                    "learner": label,
+                    "log_loss": log_loss(y, preds),
+                    "us_per_event": 1e6 * elapsed / len(y),
+                }
+            )
+        if with_vw:
+            import vowpalwabbit
+
+            vw = vowpalwabbit.Workspace("--loss_function logistic --link logistic --quiet")
+            lines = [
+                ("1 " if t > 0.5 else "-1 ")
+                + "| "
+                + " ".join(f"x{j}:{v:.6g}" for j, v in enumerate(row))
+                for row, t in zip(X.tolist(), y.tolist(), strict=True)
+            ]
+            preds = np.empty(len(y))
+            start = time.perf_counter()
+            for r, text in enumerate(lines):
+                ex = vw.parse(text)
+                preds[r] = vw.predict(ex)
+                vw.learn(ex)
+                vw.finish_example(ex)
+            entry["rows"].append(
+                {
+                    "learner": "Vowpal Wabbit linear",
+                    "log_loss": log_loss(y, preds),
+                    "us_per_event": 1e6 * (time.perf_counter() - start) / len(y),
+                }
+            )
+        vw_loss = next(
+            (r["log_loss"] for r in entry["rows"] if r["learner"].startswith("Vowpal")), None
+        )
+        for r in entry["rows"]:
+            r["vs_running_base_rate"] = r["log_loss"] / entry["running_base_rate_log_loss"] - 1
+            r["vs_vw_linear"] = None if vw_loss is None else r["log_loss"] / vw_loss - 1
+            print(
+                f"  {name:44s} {r['learner']:40s} loss {r['log_loss']:.5f}"
+                + ("" if r["vs_vw_linear"] is None else f"  vs VW {100 * r['vs_vw_linear']:+.2f}%"),
+                flush=True,
+            )
+        out.append(entry)
+    return out
+
+
+def dense_markdown(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Dense: the seed's Engine() network (4-16-8-1 tanh) and candidate defaults",
+        "",
+        "Progressive log loss, one step per event; the MLP rows differ only in optimizer and "
+        "learning rate.",
+        "",
+    ]
+    for e in results:
+        extra = f"running base rate {e['running_base_rate_log_loss']:.5f}"
+        if "oracle_log_loss" in e:
+            extra += f", true model {e['oracle_log_loss']:.5f}"
+        lines += [f"### {e['stream']}", "", extra, ""]
+        lines += [
+            "| learner | log loss | vs VW linear | vs running base rate | µs/event |",
+            "|---|---|---|---|---|",
+        ]
+        for r in e["rows"]:
+            vs = "n/a" if r["vs_vw_linear"] is None else f"{100 * r['vs_vw_linear']:+.2f} %"
+            lines.append(
+                f"| {r['learner']} | {r['log_loss']:.5f} | {vs} | "
+                f"{100 * r['vs_running_base_rate']:+.2f} % | {r['us_per_event']:.2f} |"
+            )
+        lines.append("")
+    return lines
+
+
 def _fmt(v: float | None, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -497,7 +628,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller streams, no files written")
-    parser.add_argument("--only", default="", help="comma list: parity,sim20,sim100,obd")
+    parser.add_argument("--only", default="", help="comma list: parity,sim20,sim100,obd,dense")
     parser.add_argument(
         "--fm", default="", help="FieldModel keyword overrides, e.g. 'learning_rate=0.1'"
     )
@@ -511,7 +642,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         with_vw = False
         print("vowpalwabbit not importable: VW rows skipped", file=sys.stderr)
-    wanted = set(filter(None, args.only.split(","))) or {"parity", "sim20", "sim100", "obd"}
+    wanted = set(filter(None, args.only.split(","))) or {
+        "parity",
+        "sim20",
+        "sim100",
+        "obd",
+        "dense",
+    }
     streams = []
     if "parity" in wanted:
         streams.append(
@@ -527,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fm_only:
         makers = makers[1:2]
     results = run_all(streams, makers)
+    dense = run_dense(20_000 if args.quick else 200_000, with_vw) if "dense" in wanted else []
     if args.quick or args.only or args.fm or args.fm_only:
         return 0
     meta = {
@@ -537,9 +675,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quality.json").write_text(
-        json.dumps({"meta": meta, "streams": results}, indent=2) + "\n"
+        json.dumps({"meta": meta, "streams": results, "dense": dense}, indent=2) + "\n"
     )
-    (RESULTS / "quality.md").write_text(markdown(results, meta) + "\n")
+    (RESULTS / "quality.md").write_text(
+        markdown(results, meta) + "\n" + "\n".join(dense_markdown(dense)) + "\n"
+    )
     print(f"wrote {RESULTS / 'quality.json'} and quality.md")
     return 0
 

@@ -26,7 +26,7 @@ def random_state(model: FieldModel, seed: int = 0) -> State:
     for name, value in state.items():
         if name.startswith("counters."):
             continue
-        if name.endswith(".G") or name.endswith(".n"):
+        if name.endswith((".G", ".n", ".N")):
             state[name] = rng.uniform(0.1, 2.0, value.shape).astype(np.float32)
         else:
             state[name] = rng.normal(0.0, 0.4, value.shape).astype(np.float32)
@@ -128,7 +128,9 @@ def test_mse_output_is_the_logit() -> None:
 @pytest.mark.parametrize("optimizer", ["adagrad", "ftrl", "sgd"])
 @pytest.mark.parametrize(("hidden", "act"), [((), "relu"), ((4,), "tanh")])
 def test_one_update_matches_reference(optimizer: str, hidden: tuple[int, ...], act: str) -> None:
-    kw = dict(l1=0.05, l2=0.1, embedding_l2=0.2, learning_rate=0.3, embedding_learning_rate=0.2)
+    # running_bias=False: the optimizer's own bias update (the running bias: below).
+    kw = dict(l1=0.05, l2=0.1, embedding_l2=0.2, learning_rate=0.3, embedding_learning_rate=0.2,
+              running_bias=False)  # fmt: skip
     m = FieldModel(**SMALL, hidden_layers=hidden, activation=act, optimizer=optimizer, **kw)
     before = random_state(m)
     if optimizer == "ftrl":  # weights consistent with (z, n): w is FTRL's closed form
@@ -181,7 +183,8 @@ def test_one_update_matches_reference(optimizer: str, hidden: tuple[int, ...], a
 
 
 def test_adagrad_first_update_has_size_learning_rate() -> None:
-    m = FieldModel(8, 1, initial_accumulator=0.0, learning_rate=0.1, bias_learning_rate=0.5)
+    m = FieldModel(8, 1, initial_accumulator=0.0, learning_rate=0.1, bias_learning_rate=0.5,
+                   running_bias=False)  # fmt: skip
     # A tiny gradient (value 0.01) still moves the weight by the full rate, against it.
     m.train_step(np.array([5]), np.array([0.01]), np.array([0]), y=0.0)
     state = m.get_state()
@@ -479,3 +482,94 @@ def test_get_config_rebuilds_the_same_model() -> None:
 def test_bad_configuration_is_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         FieldModel(16, 2, **kwargs)
+
+
+# ------------------------------------------------------------- running bias
+EMPTY = (np.array([], np.int64), np.array([], np.float32), np.array([], np.int32))
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "ftrl"])
+def test_running_bias_alone_is_the_running_mean(optimizer: str) -> None:
+    # No features: every prediction is exactly the running mean of the labels so
+    # far with bias_prior = 2 pseudo-events at sigmoid(0) = 0.5 (logit space).
+    m = FieldModel(8, 1, optimizer=optimizer)
+    y = (np.random.default_rng(3).random(300) < 0.3).astype(np.float32)
+    n = len(y)
+    empty = np.zeros(0, np.int64)
+    _, preds, status, _ = m.train_batch(
+        np.zeros(n + 1, np.int64), empty, np.zeros(0, np.float32), np.zeros(0, np.int32), None, y
+    )
+    assert not status.any()
+    seen = np.concatenate(([0.0], np.cumsum(y, dtype=np.float64)[:-1]))
+    expect = (1.0 + seen) / (2.0 + np.arange(n))
+    np.testing.assert_allclose(preds, expect, rtol=1e-5, atol=1e-6)
+    assert m.get_state()["optimizer.bias.N"][0] == pytest.approx(2.0 + n)
+
+
+def test_running_bias_mse_is_the_running_mean_and_weights_count() -> None:
+    m = FieldModel(8, 1, loss="mse", bias_prior=1.0)
+    ys = [3.0, 5.0, -1.0]
+    for y, w in zip(ys, [1.0, 2.0, 0.0], strict=True):
+        m.train_step(*EMPTY, y=y, weight=w)
+    # (1 pseudo-event at 0, 3 once, 5 twice; the weight-0 step changes nothing)
+    assert m.predict(*EMPTY) == pytest.approx((0.0 + 3.0 + 2 * 5.0) / 4.0, rel=1e-6)
+    assert m.get_state()["optimizer.bias.N"][0] == pytest.approx(4.0)
+
+
+def test_running_bias_window_makes_a_moving_average() -> None:
+    m = FieldModel(8, 1, loss="mse", bias_prior=1.0, bias_window=4.0)
+    for _ in range(200):
+        m.train_step(*EMPTY, y=10.0)
+    for _ in range(40):
+        m.train_step(*EMPTY, y=0.0)
+    # 1/4 of the way per step: 10 * 0.75^40 is about 1e-4 (the running mean would be 8.3).
+    assert abs(m.predict(*EMPTY)) < 1e-3
+    assert m.get_state()["optimizer.bias.N"][0] == pytest.approx(4.0)
+
+
+def test_running_bias_step_is_bounded() -> None:
+    m = FieldModel(8, 1, bias_init=-30.0)  # an overconfident start, then a positive
+    m.train_step(*EMPTY, y=1.0)
+    assert m.get_state()["bias"][0] == pytest.approx(-29.0, abs=1e-5)
+
+
+# ------------------------------------------------------------ dense factors
+def test_dense_factors_gradient_matches_finite_differences() -> None:
+    kw: dict[str, Any] = dict(SMALL, dense_factors=True, optimizer="sgd", embedding_l2=0.0,
+                              l2=0.0, embedding_learning_rate=1.0, init_std=0.3)  # fmt: skip
+    m = FieldModel(**kw)
+    state = m.get_state()
+    assert state["dense_embedding"].shape == (2, 3)
+    idx, val, fld, dense = ROW
+    y = 1.0
+
+    def loss(s: State) -> float:
+        probe = FieldModel(**kw)
+        probe.set_state(s)
+        p = float(np.float64(probe.predict(idx, val, fld, dense)))
+        return -np.log(p) if y else -np.log1p(-p)
+
+    numeric = np.zeros((2, 3))
+    for i in range(2):
+        for f in range(3):
+            for sign in (1.0, -1.0):
+                s = {k: v.copy() for k, v in state.items()}
+                s["dense_embedding"][i, f] += sign * 1e-3
+                numeric[i, f] += sign * loss(s) / 2e-3
+    m.train_step(idx, val, fld, dense, y=y)
+    analytic = state["dense_embedding"] - m.get_state()["dense_embedding"]  # lr 1, sgd
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-4)
+    assert np.abs(numeric).max() > 1e-3  # the check is not vacuous
+
+
+def test_dense_factors_add_the_fm_term_of_dense_inputs() -> None:
+    m = FieldModel(**SMALL, dense_factors=True)
+    m.set_state(random_state(m))
+    idx, val, fld, dense = ROW
+    p = params64(m.get_state())
+    vx = [p["embedding"][j] * x for j, x in zip(idx, val, strict=True)]
+    vx += [p["dense_embedding"][d] * float(dense[d]) for d in range(2)]
+    fm = 0.5 * (np.sum(vx, axis=0) ** 2 - np.sum(np.square(vx), axis=0)).sum()
+    linear = p["bias"][0] + p["wide"][idx] @ val + p["wide_dense"] @ dense
+    prob = float(m.predict(idx, val, fld, dense))
+    assert np.log(prob / (1.0 - prob)) == pytest.approx(linear + fm, rel=1e-4, abs=1e-4)

@@ -161,3 +161,68 @@ def test_open_bandit_progressive_log_loss(capsys: pytest.CaptureFixture[str]) ->
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(livelearn.river).failed == 0
+
+
+# ------------------------------------------------------- model="field"
+def _pairs_stream(n: int, seed: int = 0) -> list[tuple[dict[str, str], bool]]:
+    """User x item parity (rank one): only a factorization learns it from ids."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, 60, n), rng.integers(0, 12, n)
+    return [
+        ({"user": f"u{u}", "item": f"i{i}"}, bool(u % 2 == i % 2 and rng.random() < 0.9))
+        for u, i in zip(users, items, strict=True)
+    ]
+
+
+def test_field_model_classifier_learns_a_user_item_factorization() -> None:
+    stream = _pairs_stream(6000)
+    field = MLPClassifier(n_features=2**12, seed=0, model="field")
+    for x, y in stream:
+        field.learn_one(x, y)
+    assert field.network is not None and type(field.network).__name__ == "FieldNetwork"
+    assert field.steps == len(stream)
+    right = sum(
+        (field.predict_proba_one({"user": f"u{u}", "item": f"i{i}"})[True] > 0.45)
+        == (u % 2 == i % 2)
+        for u in range(60)
+        for i in range(12)
+    )
+    assert right / 720 >= 0.95
+    # learn_many is learn_one row by row, exactly.
+    pd = pytest.importorskip("pandas")
+    batch = MLPClassifier(n_features=2**12, seed=0, model="field")
+    X = pd.DataFrame([x for x, _ in stream[:500]])
+    batch.learn_many(X, pd.Series([y for _, y in stream[:500]]))
+    one = MLPClassifier(n_features=2**12, seed=0, model="field")
+    for x, y in stream[:500]:
+        one.learn_one(x, y)
+    assert one.predict_proba_one(stream[0][0]) == batch.predict_proba_one(stream[0][0])
+
+
+def test_field_model_pickles_exactly_and_refuses_a_third_class() -> None:
+    model = MLPClassifier(n_features=1024, seed=1, model="field")
+    for x, y in _pairs_stream(200):
+        model.learn_one(x, y)
+    copy_ = pickle.loads(pickle.dumps(model))
+    x = {"user": "u3", "item": "i5"}
+    assert copy_.predict_proba_one(x) == model.predict_proba_one(x)
+    before = model.network.get_state() if model.network is not None else {}
+    with pytest.raises(ValueError, match="binary classifier"):
+        model.learn_one(x, "third")
+    assert model.classes == [True, False] or model.classes == [False, True]
+    after = model.network.get_state() if model.network is not None else {}
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_field_model_regressor_learns_the_mean_from_the_first_events() -> None:
+    model = MLPRegressor(n_features=1024, seed=0, model="field")
+    for _ in range(50):
+        model.learn_one({"user": "a"}, 4.0)
+    # The running-mean bias carries most of it (an unseen user gets the bias alone).
+    assert model.predict_one({"user": "a"}) == pytest.approx(4.0, rel=0.02)
+    assert 3.0 < model.predict_one({"user": "never-seen"}) < 4.0
+
+
+def test_model_argument_is_checked() -> None:
+    with pytest.raises(ValueError, match="model"):
+        MLPClassifier(model="deep")

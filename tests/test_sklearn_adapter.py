@@ -156,3 +156,29 @@ def test_docstring_examples() -> None:
     import livelearn.sklearn
 
     assert doctest.testmod(livelearn.sklearn).failed == 0
+
+
+# ------------------------------------------------------- model="field"
+def test_field_model_fits_pickles_and_matches_sparse_input() -> None:
+    import scipy.sparse as sp
+
+    X, y = make_classification(n_samples=300, random_state=0)
+    clf = MLPClassifier(model="field", random_state=0, max_iter=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        sparse = MLPClassifier(model="field", random_state=0, max_iter=15).fit(sp.csr_matrix(X), y)
+    assert type(clf.network_).__name__ == "FieldNetwork"
+    assert clf.score(X, y) > 0.85
+    np.testing.assert_array_equal(sparse.predict_proba(X), clf.predict_proba(X))
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert clone(clf).get_params()["model"] == "field"
+
+
+def test_field_model_has_one_output() -> None:
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="one output"):
+        MLPClassifier(model="field").fit(X, y)
+    with pytest.raises(ValueError, match="model"):
+        MLPClassifier(model="deep").fit(X, y)

@@ -118,6 +118,12 @@ float step_float(py::handle h, const char* name) {
   return static_cast<float>(v);
 }
 
+bool flag(py::handle h, const char* name) {
+  if (!PyBool_Check(h.ptr()) && !py::isinstance<py::bool_>(h))
+    type_error(std::string(name) + ": expected a bool, got " + type_name(h));
+  return h.ptr() == Py_True;
+}
+
 long long integer(py::handle h, const char* name, long long lo, long long hi) {
   if (PyBool_Check(h.ptr()) || !PyIndex_Check(h.ptr()))
     type_error(std::string(name) + ": expected an int, got " + type_name(h));
@@ -261,61 +267,67 @@ void livelearn::bindings::register_field_model(py::module_& m) {
   using namespace livelearn;
   py::class_<FieldModel>(m, "FieldModel",
                          "Field-aware sparse model: wide + FM + optional MLP (DeepFM).")
-      .def(py::init([](py::handle n_buckets, py::handle n_fields, py::handle embedding_dim,
-                       py::handle n_dense, py::handle hidden_layers, const std::string& activation,
-                       const std::string& loss, const std::string& optimizer,
-                       py::handle learning_rate, py::handle embedding_learning_rate,
-                       py::handle mlp_learning_rate, py::handle bias_learning_rate, py::handle l1,
-                       py::handle l2, py::handle embedding_l2, py::handle ftrl_beta,
-                       py::handle initial_accumulator, py::handle epsilon, py::handle init_std,
-                       py::handle bias_init, py::handle seed) {
-             FieldConfig c;
-             c.n_buckets =
-                 integer(n_buckets, "n_buckets", 1, std::numeric_limits<std::int64_t>::max());
-             c.n_fields = static_cast<int>(integer(n_fields, "n_fields", 1, 1 << 20));
-             c.embedding_dim =
-                 static_cast<int>(integer(embedding_dim, "embedding_dim", 1, 1 << 16));
-             c.n_dense = static_cast<int>(integer(n_dense, "n_dense", 0, 1 << 24));
-             if (!PySequence_Check(hidden_layers.ptr()) || PyUnicode_Check(hidden_layers.ptr()))
-               type_error("hidden_layers: expected a sequence of ints such as (32, 16)");
-             for (py::handle w : py::reinterpret_borrow<py::sequence>(hidden_layers))
-               c.hidden_layers.push_back(static_cast<int>(integer(w, "hidden_layers", 1, 1 << 20)));
-             c.activation = parse_field_activation(activation);
-             c.loss = parse_field_loss(loss);
-             c.optimizer = parse_field_optimizer(optimizer);
-             c.learning_rate = config_float(learning_rate, "learning_rate");
-             c.embedding_learning_rate =
-                 config_float(embedding_learning_rate, "embedding_learning_rate");
-             c.mlp_learning_rate = config_float(mlp_learning_rate, "mlp_learning_rate");
-             c.bias_learning_rate = config_float(bias_learning_rate, "bias_learning_rate");
-             c.l1 = config_float(l1, "l1");
-             c.l2 = config_float(l2, "l2");
-             c.embedding_l2 = config_float(embedding_l2, "embedding_l2");
-             c.ftrl_beta = config_float(ftrl_beta, "ftrl_beta");
-             c.initial_accumulator = config_float(initial_accumulator, "initial_accumulator");
-             c.epsilon = config_float(epsilon, "epsilon");
-             c.init_std = config_float(init_std, "init_std");
-             c.bias_init = config_float(bias_init, "bias_init");
-             if (PyBool_Check(seed.ptr()) || !PyIndex_Check(seed.ptr()))
-               type_error("seed: expected an int");
-             py::object s = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
-             const unsigned long long sv = PyLong_AsUnsignedLongLong(s.ptr());
-             if (PyErr_Occurred()) {
-               PyErr_Clear();
-               value_error("seed: must be an int in [0, 2^64)");
-             }
-             c.seed = sv;
-             return new FieldModel(c);
-           }),
-           py::arg("n_buckets"), py::arg("n_fields"), py::arg("embedding_dim") = 8,
-           py::arg("n_dense") = 0, py::arg("hidden_layers") = py::tuple(),
-           py::arg("activation") = "relu", py::arg("loss") = "bce",
-           py::arg("optimizer") = "adagrad", py::arg("learning_rate") = 0.1,
-           py::arg("embedding_learning_rate") = 0.2, py::arg("mlp_learning_rate") = 0.02,
-           py::arg("bias_learning_rate") = 1.0, py::arg("l1") = 0.0, py::arg("l2") = 0.01,
-           py::arg("embedding_l2") = 0.01, py::arg("ftrl_beta") = 1.0,
-           py::arg("initial_accumulator") = 0.1, py::arg("epsilon") = 1e-8,
-           py::arg("init_std") = 0.05, py::arg("bias_init") = 0.0, py::arg("seed") = 0)
+      .def(
+          py::init([](py::handle n_buckets, py::handle n_fields, py::handle embedding_dim,
+                      py::handle n_dense, py::handle hidden_layers, const std::string& activation,
+                      const std::string& loss, const std::string& optimizer,
+                      py::handle learning_rate, py::handle embedding_learning_rate,
+                      py::handle mlp_learning_rate, py::handle bias_learning_rate, py::handle l1,
+                      py::handle l2, py::handle embedding_l2, py::handle ftrl_beta,
+                      py::handle initial_accumulator, py::handle epsilon, py::handle init_std,
+                      py::handle bias_init, py::handle seed, py::handle dense_factors,
+                      py::handle running_bias, py::handle bias_prior, py::handle bias_window) {
+            FieldConfig c;
+            c.n_buckets =
+                integer(n_buckets, "n_buckets", 1, std::numeric_limits<std::int64_t>::max());
+            c.n_fields = static_cast<int>(integer(n_fields, "n_fields", 1, 1 << 20));
+            c.embedding_dim = static_cast<int>(integer(embedding_dim, "embedding_dim", 1, 1 << 16));
+            c.n_dense = static_cast<int>(integer(n_dense, "n_dense", 0, 1 << 24));
+            if (!PySequence_Check(hidden_layers.ptr()) || PyUnicode_Check(hidden_layers.ptr()))
+              type_error("hidden_layers: expected a sequence of ints such as (32, 16)");
+            for (py::handle w : py::reinterpret_borrow<py::sequence>(hidden_layers))
+              c.hidden_layers.push_back(static_cast<int>(integer(w, "hidden_layers", 1, 1 << 20)));
+            c.activation = parse_field_activation(activation);
+            c.loss = parse_field_loss(loss);
+            c.optimizer = parse_field_optimizer(optimizer);
+            c.learning_rate = config_float(learning_rate, "learning_rate");
+            c.embedding_learning_rate =
+                config_float(embedding_learning_rate, "embedding_learning_rate");
+            c.mlp_learning_rate = config_float(mlp_learning_rate, "mlp_learning_rate");
+            c.bias_learning_rate = config_float(bias_learning_rate, "bias_learning_rate");
+            c.l1 = config_float(l1, "l1");
+            c.l2 = config_float(l2, "l2");
+            c.embedding_l2 = config_float(embedding_l2, "embedding_l2");
+            c.ftrl_beta = config_float(ftrl_beta, "ftrl_beta");
+            c.initial_accumulator = config_float(initial_accumulator, "initial_accumulator");
+            c.epsilon = config_float(epsilon, "epsilon");
+            c.init_std = config_float(init_std, "init_std");
+            c.bias_init = config_float(bias_init, "bias_init");
+            if (PyBool_Check(seed.ptr()) || !PyIndex_Check(seed.ptr()))
+              type_error("seed: expected an int");
+            py::object s = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
+            const unsigned long long sv = PyLong_AsUnsignedLongLong(s.ptr());
+            if (PyErr_Occurred()) {
+              PyErr_Clear();
+              value_error("seed: must be an int in [0, 2^64)");
+            }
+            c.seed = sv;
+            c.dense_factors = flag(dense_factors, "dense_factors");
+            c.running_bias = flag(running_bias, "running_bias");
+            c.bias_prior = config_float(bias_prior, "bias_prior");
+            c.bias_window = config_float(bias_window, "bias_window");
+            return new FieldModel(c);
+          }),
+          py::arg("n_buckets"), py::arg("n_fields"), py::arg("embedding_dim") = 8,
+          py::arg("n_dense") = 0, py::arg("hidden_layers") = py::tuple(),
+          py::arg("activation") = "relu", py::arg("loss") = "bce", py::arg("optimizer") = "adagrad",
+          py::arg("learning_rate") = 0.1, py::arg("embedding_learning_rate") = 0.2,
+          py::arg("mlp_learning_rate") = 0.02, py::arg("bias_learning_rate") = 1.0,
+          py::arg("l1") = 0.0, py::arg("l2") = 0.01, py::arg("embedding_l2") = 0.01,
+          py::arg("ftrl_beta") = 1.0, py::arg("initial_accumulator") = 0.1,
+          py::arg("epsilon") = 1e-8, py::arg("init_std") = 0.05, py::arg("bias_init") = 0.0,
+          py::arg("seed") = 0, py::arg("dense_factors") = false, py::arg("running_bias") = true,
+          py::arg("bias_prior") = 2.0, py::arg("bias_window") = 100000.0)
       .def(
           "train_batch",
           [](FieldModel& self, py::handle indptr, py::handle indices, py::handle values,
@@ -479,6 +491,10 @@ void livelearn::bindings::register_field_model(py::module_& m) {
              d["init_std"] = static_cast<double>(c.init_std);
              d["bias_init"] = static_cast<double>(c.bias_init);
              d["seed"] = c.seed;
+             d["dense_factors"] = c.dense_factors;
+             d["running_bias"] = c.running_bias;
+             d["bias_prior"] = static_cast<double>(c.bias_prior);
+             d["bias_window"] = static_cast<double>(c.bias_window);
              return d;
            })
       .def_property_readonly("steps", [](const FieldModel& s) { return s.counters().steps; })

@@ -53,6 +53,9 @@ struct SplitMix {
 
 enum class Rule : std::uint8_t { AdaGrad, FTRL, SGD };
 
+// running_bias (bce): the most one step moves the bias, in logits.
+constexpr double kMaxBiasStep = 1.0;
+
 struct RuleParams {
   Rule rule;
   double lr, l1, l2, beta, eps;
@@ -164,6 +167,9 @@ void FieldConfig::validate() const {
   non_negative(initial_accumulator, "initial_accumulator");
   positive(epsilon, "epsilon");
   non_negative(init_std, "init_std");
+  positive(bias_prior, "bias_prior");
+  if (!(bias_window >= bias_prior) || !std::isfinite(bias_window))
+    invalid("bias_window: must be finite and >= bias_prior, got " + std::to_string(bias_window));
   if (!std::isfinite(bias_init)) invalid("bias_init: must be finite");
 }
 
@@ -232,12 +238,13 @@ FieldModel::FieldModel(const FieldConfig& config)
   const auto k = static_cast<std::int64_t>(c.embedding_dim);
   // Reserve first: add_tensor's pointers must survive later push_backs of
   // data_ (moving a std::vector keeps its buffer, but be explicit).
-  data_.reserve(8 + 4 * (c.hidden_layers.size() + 1));
+  data_.reserve(16 + 4 * (c.hidden_layers.size() + 1));
 
   bias_ = add_tensor("bias", {1}, c.bias_init);
   wide_ = add_tensor("wide", {nb}, 0.0f);
   if (c.n_dense > 0) wide_dense_ = add_tensor("wide_dense", {c.n_dense}, 0.0f);
   emb_ = add_tensor("embedding", {nb, k}, 0.0f);
+  if (c.uses_dense_factors()) dense_emb_ = add_tensor("dense_embedding", {c.n_dense, k}, 0.0f);
   std::vector<std::size_t> widths{c.mlp_inputs()};
   if (!c.hidden_layers.empty()) {
     for (int w : c.hidden_layers) widths.push_back(static_cast<std::size_t>(w));
@@ -259,11 +266,17 @@ FieldModel::FieldModel(const FieldConfig& config)
   const bool sgd = c.optimizer == FieldOptimizer::SGD;
   const bool ftrl = c.optimizer == FieldOptimizer::FTRL;
   const float g0 = c.initial_accumulator;
-  if (ftrl) {
+  if (c.uses_running_bias()) {
+    bias_a_ = add_tensor("optimizer.bias.N", {1}, c.bias_prior, true);
+  } else if (ftrl) {
     // z such that the FTRL solution (no L1/L2 on the bias) is bias_init.
     bias_a_ =
         add_tensor("optimizer.bias.z", {1}, -c.bias_init * c.ftrl_beta / c.bias_learning_rate);
     bias_b_ = add_tensor("optimizer.bias.n", {1}, 0.0f, true);
+  } else if (!sgd) {
+    bias_a_ = add_tensor("optimizer.bias.G", {1}, g0, true);
+  }
+  if (ftrl) {
     wide_a_ = add_tensor("optimizer.wide.z", {nb}, 0.0f);
     wide_b_ = add_tensor("optimizer.wide.n", {nb}, 0.0f, true);
     if (c.n_dense > 0) {
@@ -271,12 +284,13 @@ FieldModel::FieldModel(const FieldConfig& config)
       wide_dense_b_ = add_tensor("optimizer.wide_dense.n", {c.n_dense}, 0.0f, true);
     }
   } else if (!sgd) {
-    bias_a_ = add_tensor("optimizer.bias.G", {1}, g0, true);
     wide_a_ = add_tensor("optimizer.wide.G", {nb}, g0, true);
     if (c.n_dense > 0) wide_dense_a_ = add_tensor("optimizer.wide_dense.G", {c.n_dense}, g0, true);
   }
   if (!sgd) {
     emb_a_ = add_tensor("optimizer.embedding.G", {nb, k}, g0, true);
+    if (dense_emb_)
+      dense_emb_a_ = add_tensor("optimizer.dense_embedding.G", {c.n_dense, k}, g0, true);
     for (std::size_t l = 0; l < mlp_.size(); ++l) {
       const auto in = static_cast<std::int64_t>(mlp_[l].in);
       const auto out = static_cast<std::int64_t>(mlp_[l].out);
@@ -297,6 +311,12 @@ FieldModel::FieldModel(const FieldConfig& config)
     const double limit = std::sqrt(6.0 / static_cast<double>(mlp_[l].in + mlp_[l].out));
     for (std::size_t i = 0; i < mlp_[l].in * mlp_[l].out; ++i)
       mlp_[l].w[i] = static_cast<float>(limit * (2.0 * rng.uniform() - 1.0));
+  }
+  // Drawn last, so the other tensors start as they did before dense factors.
+  if (dense_emb_) {
+    const std::size_t n = static_cast<std::size_t>(c.n_dense) * static_cast<std::size_t>(k);
+    for (std::size_t i = 0; i < n; ++i)
+      dense_emb_[i] = static_cast<float>(c.init_std * rng.normal());
   }
   for (const auto& layer : mlp_) layer_in_.push_back(layer.in);
   train_scratch_->size_for(config_, layer_in_);
@@ -375,6 +395,17 @@ double FieldModel::forward(const FieldRow& row, Scratch& s) const {
   const std::size_t n_fields = static_cast<std::size_t>(config_.n_fields);
   for (std::size_t g = 0; g < n_fields; ++g)
     for (std::size_t f = 0; f < k; ++f) s.s[f] += s.e[g * k + f];
+  if (dense_emb_) {  // dense inputs as FM entries of value dense_d
+    for (std::size_t d = 0; d < static_cast<std::size_t>(config_.n_dense); ++d) {
+      const double x = static_cast<double>(row.dense[d]);
+      const float* u = dense_emb_ + d * k;
+      for (std::size_t f = 0; f < k; ++f) {
+        const double ux = static_cast<double>(u[f]) * x;
+        s.s[f] += ux;
+        self += ux * ux;
+      }
+    }
+  }
   double square = 0.0;
   for (std::size_t f = 0; f < k; ++f) square += s.s[f] * s.s[f];
   const std::size_t nd = static_cast<std::size_t>(config_.n_dense);
@@ -510,7 +541,39 @@ FieldStepResult FieldModel::step_locked(const FieldRow& row, float y, float weig
     }
   }
 
-  stage(bias_r, bias_, bias_a_, bias_b_, d);
+  if (c.uses_running_bias()) {
+    // A running mean: move the prediction w / N of the way toward the target.
+    const double n_seen =
+        std::min(static_cast<double>(*bias_a_) + wt, static_cast<double>(c.bias_window));
+    double step;
+    if (c.loss == FieldLoss::BCE) {
+      const double tiny = 1e-12;
+      const double q = std::clamp(p + wt * (t - p) / n_seen, tiny, 1.0 - tiny);
+      const double pc = std::clamp(p, tiny, 1.0 - tiny);
+      step = std::log(q / (1.0 - q)) - std::log(pc / (1.0 - pc));
+      step = std::clamp(step, -kMaxBiasStep, kMaxBiasStep);
+    } else {
+      step = wt * (t - z) / n_seen;
+    }
+    const double nw = static_cast<double>(*bias_) + step;
+    const Staged st{bias_, bias_a_, nullptr, static_cast<float>(nw), static_cast<float>(n_seen),
+                    0.0f};
+    ok &= std::isfinite(st.nw) && std::isfinite(st.na);
+    s.staged.push_back(st);
+  } else {
+    stage(bias_r, bias_, bias_a_, bias_b_, d);
+  }
+  if (dense_emb_) {
+    // d/du_df of the FM term = x_d (s_f - u_df x_d), as for a sparse entry.
+    for (std::size_t j = 0; j < nd; ++j) {
+      const double x = static_cast<double>(row.dense[j]);
+      float* u = dense_emb_ + j * k;
+      float* ua = dense_emb_a_ ? dense_emb_a_ + j * k : nullptr;
+      for (std::size_t f = 0; f < k; ++f)
+        stage(emb_r, u + f, ua ? ua + f : nullptr, nullptr,
+              d * x * (s.s[f] - static_cast<double>(u[f]) * x));
+    }
+  }
   for (std::size_t j = 0; j < nd; ++j) {
     stage(wide_r, wide_dense_ + j, wide_dense_a_ ? wide_dense_a_ + j : nullptr,
           wide_dense_b_ ? wide_dense_b_ + j : nullptr, d * static_cast<double>(row.dense[j]));
@@ -688,7 +751,8 @@ void FieldModel::apply_delta(const std::vector<const float*>& deltas, float weig
   std::vector<Ftrl> ftrl;
   if (config_.optimizer == FieldOptimizer::FTRL) {
     const FieldConfig& c = config_;
-    ftrl.push_back({bias_, bias_a_, bias_b_, 1, c.bias_learning_rate, 0.0, 0.0});
+    if (!c.uses_running_bias())
+      ftrl.push_back({bias_, bias_a_, bias_b_, 1, c.bias_learning_rate, 0.0, 0.0});
     ftrl.push_back({wide_, wide_a_, wide_b_, static_cast<std::size_t>(c.n_buckets), c.learning_rate,
                     c.l1, c.l2});
     if (c.n_dense > 0)
@@ -723,6 +787,7 @@ void FieldModel::apply_delta(const std::vector<const float*>& deltas, float weig
   wide_ = data_[t++].data();
   if (config_.n_dense > 0) wide_dense_ = data_[t++].data();
   emb_ = data_[t++].data();
+  if (dense_emb_) dense_emb_ = data_[t++].data();
   for (auto& layer : mlp_) {
     layer.w = data_[t++].data();
     layer.b = data_[t++].data();

@@ -53,8 +53,10 @@ struct Example {
   FieldRow row() const { return {idx.data(), val.data(), fld.data(), idx.size(), dense.data()}; }
 };
 
-FieldConfig small_config(FieldLoss loss, FieldActivation act, std::vector<int> hidden) {
+FieldConfig small_config(FieldLoss loss, FieldActivation act, std::vector<int> hidden,
+                         bool dense_factors = false) {
   FieldConfig c;
+  c.dense_factors = dense_factors;
   c.n_buckets = 16;
   c.n_fields = 3;
   c.embedding_dim = 4;
@@ -78,8 +80,9 @@ double loss_of(const FieldModel& m, const FieldRow& row, double y) {
 // SGD with every learning rate 1: a step subtracts the gradient, so the
 // gradient is (before - after). Compared with central differences of the
 // loss (double logit) for every parameter: untouched rows must have 0.
-void check_gradients(FieldLoss loss, FieldActivation act, std::vector<int> hidden) {
-  FieldModel m(small_config(loss, act, hidden));
+void check_gradients(FieldLoss loss, FieldActivation act, std::vector<int> hidden,
+                     bool dense_factors = false) {
+  FieldModel m(small_config(loss, act, hidden, dense_factors));
   // Random parameters everywhere (the MLP's output layer starts at zero).
   State s = export_all(m);
   std::mt19937 rng(11);
@@ -90,7 +93,7 @@ void check_gradients(FieldLoss loss, FieldActivation act, std::vector<int> hidde
   const Example ex;
   const float y = loss == FieldLoss::BCE ? 1.0f : 0.8f;
 
-  FieldModel probe(small_config(loss, act, hidden));
+  FieldModel probe(small_config(loss, act, hidden, dense_factors));
   import_all(probe, s);
   const FieldStepResult r = probe.train_step(ex.row(), y);
   ASSERT_EQ(r.status, FieldStatus::Trained);
@@ -129,6 +132,29 @@ TEST(FieldModel, GradientsMatchFiniteDifferencesDeepTanh) {
 TEST(FieldModel, GradientsMatchFiniteDifferencesDeepReluMse) {
   check_gradients(FieldLoss::MSE, FieldActivation::Relu, {6});
 }
+TEST(FieldModel, GradientsMatchFiniteDifferencesDenseFactors) {
+  check_gradients(FieldLoss::BCE, FieldActivation::Tanh, {}, true);
+  check_gradients(FieldLoss::MSE, FieldActivation::Relu, {4}, true);
+}
+
+TEST(FieldModel, RunningBiasAloneIsTheRunningMean) {
+  FieldConfig c;
+  c.n_buckets = 4;
+  c.n_fields = 1;
+  c.bias_prior = 2.0f;  // two pseudo-events at sigmoid(0) = 0.5
+  FieldModel m(c);
+  const FieldRow empty{nullptr, nullptr, nullptr, 0, nullptr};
+  double clicks = 0.0;
+  for (int t = 0; t < 200; ++t) {
+    const float y = (t % 7 == 0 || t % 11 == 0) ? 1.0f : 0.0f;
+    const auto r = m.train_step(empty, y);
+    ASSERT_EQ(r.status, FieldStatus::Trained);
+    EXPECT_NEAR(r.prediction, (1.0 + clicks) / (2.0 + t), 2e-6) << "event " << t;
+    clicks += y;
+  }
+  const State s = export_all(m);
+  EXPECT_FLOAT_EQ(s[tensor_index(m, "optimizer.bias.N")][0], 202.0f);
+}
 
 FieldConfig one_field(FieldOptimizer opt) {
   FieldConfig c;
@@ -144,6 +170,7 @@ FieldConfig one_field(FieldOptimizer opt) {
 TEST(FieldModel, AdaGradFirstUpdateIsLearningRateTimesSign) {
   FieldConfig c = one_field(FieldOptimizer::AdaGrad);
   c.initial_accumulator = 0.0f;
+  c.running_bias = false;  // the bias under AdaGrad too
   FieldModel m(c);
   const std::int64_t idx = 5;
   const float val = 0.01f;  // a tiny gradient still moves the weight by lr

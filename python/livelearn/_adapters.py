@@ -7,18 +7,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from livelearn.field_network import FieldNetwork
 from livelearn.network import Network
 
-__all__ = ["class_probabilities", "network_from_state", "network_state"]
+__all__ = ["MODELS", "class_probabilities", "network_from_state", "network_state"]
+
+#: The adapters' ``model=`` choices: the MLP, or the field-aware FM model.
+MODELS = ("mlp", "field")
 
 
-def network_state(network: Network) -> dict[str, Any]:
+def network_state(network: Network | FieldNetwork) -> dict[str, Any]:
     """A picklable snapshot of ``network``: its (exact) config and its tensors."""
-    return {"config": network.get_config(), "state": network.get_state()}
+    kind = "field" if isinstance(network, FieldNetwork) else "mlp"
+    return {"kind": kind, "config": network.get_config(), "state": network.get_state()}
 
 
-def network_from_state(saved: dict[str, Any]) -> Network:
-    """Rebuild the network of :func:`network_state`, bit for bit.
+def network_from_state(saved: dict[str, Any]) -> Network | FieldNetwork:
+    """Rebuild the network of :func:`network_state`, bit for bit (either kind).
 
     Example:
         >>> net = Network(layers=[3, 2, 1], optimizer="adam", seed=4)
@@ -26,7 +31,11 @@ def network_from_state(saved: dict[str, Any]) -> Network:
         >>> bool((copy.get_state()["layers.0.weight"] == net.get_state()["layers.0.weight"]).all())
         True
     """
-    network = Network.from_config(saved["config"])
+    network: Network | FieldNetwork
+    if saved.get("kind") == "field":
+        network = FieldNetwork.from_config(saved["config"])
+    else:
+        network = Network.from_config(saved["config"])
     network.set_state(saved["state"])
     return network
 

@@ -167,6 +167,10 @@ class FieldModel(metaclass=_Pybind11Type):
         init_std: float = 0.05,
         bias_init: float = 0.0,
         seed: int = 0,
+        dense_factors: bool = False,
+        running_bias: bool = True,
+        bias_prior: float = 2.0,
+        bias_window: float = 100000.0,
     ) -> None: ...
     def train_batch(
         self,

@@ -185,6 +185,52 @@ class DictHasher:
             np.array(values, dtype=np.float32),
         )
 
+    def encode_fields_many(
+        self, rows: Iterable[Mapping[Any, Any]], n_fields: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32], NDArray[np.int32]]:
+        """CSR with field ids, for a field-aware model (:class:`livelearn.FieldNetwork`):
+        ``(indptr, indices int64, values float32, fields int32)``.
+
+        The entries of row ``i`` are those of :meth:`encode_one` before collisions are
+        summed (one per present feature, in the dict's order), and each feature's
+        field is ``stable_hash64(key) % n_fields``: a key keeps its field everywhere.
+
+        Example:
+            >>> hasher = DictHasher(n_features=64)
+            >>> indptr, indices, values, fields = hasher.encode_fields_many(
+            ...     [{"user": "u1", "price": 2.0}], n_fields=4)
+            >>> indptr.tolist(), values.tolist(), bool((fields < 4).all())
+            ([0, 2], [1.0, 2.0], True)
+        """
+        if isinstance(n_fields, bool) or not isinstance(n_fields, numbers.Integral):
+            raise ValueError(f"n_fields: must be an int, got {type(n_fields).__name__}")
+        if not 1 <= int(n_fields) <= 2**20:
+            raise ValueError(f"n_fields: must be in [1, 2**20], got {n_fields}")
+        field_of: dict[Hashable, int] = {}
+        indptr = [0]
+        indices: list[int] = []
+        values: list[float] = []
+        fields: list[int] = []
+        for x in rows:
+            for key, value in x.items():
+                pairs = self._pairs({key: value})
+                if not pairs:
+                    continue
+                f = field_of.get(key)
+                if f is None:
+                    f = field_of[key] = stable_hash64(_key_text(key)) % int(n_fields)
+                for col, number in pairs:
+                    indices.append(col)
+                    values.append(number)
+                    fields.append(f)
+            indptr.append(len(indices))
+        return (
+            np.array(indptr, dtype=np.int64),
+            np.array(indices, dtype=np.int64),
+            np.array(values, dtype=np.float32),
+            np.array(fields, dtype=np.int32),
+        )
+
 
 def _as_float(key: object, value: Any) -> float:
     try:

@@ -35,10 +35,21 @@ class FieldNetwork:
         self._config = dict(self._model.get_config())
         self._config["hidden_layers"] = list(self._config["hidden_layers"])
 
+    #: Options added after the first field-model files: a config without them
+    #: was written by a model that behaved as these values do.
+    LEGACY_DEFAULTS: Mapping[str, Any] = {"dense_factors": False, "running_bias": False}
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FieldNetwork:
-        """Rebuild a network from :meth:`get_config` output."""
-        return cls(**dict(config))
+        """Rebuild a network from :meth:`get_config` output (a config from before
+        ``running_bias`` and ``dense_factors`` existed rebuilds the model it came from).
+
+        Example:
+            >>> old = {"n_buckets": 16, "n_fields": 2}
+            >>> FieldNetwork.from_config(old).get_config()["running_bias"]
+            False
+        """
+        return cls(**{**cls.LEGACY_DEFAULTS, **dict(config)})
 
     def __repr__(self) -> str:
         c = self._config
@@ -65,6 +76,11 @@ class FieldNetwork:
         return self._model.steps
 
     @property
+    def rejected_steps(self) -> int:
+        """Steps refused because an input, loss or update was not finite."""
+        return self._model.rejected_steps
+
+    @property
     def n_parameters(self) -> int:
         """Number of trainable parameters."""
         return self._model.n_parameters
@@ -72,7 +88,7 @@ class FieldNetwork:
     def train_batch(
         self,
         indptr: NDArray[np.int64],
-        indices: NDArray[np.int32],
+        indices: NDArray[np.integer[Any]],
         values: NDArray[np.float32],
         fields: NDArray[np.int32],
         dense: NDArray[np.float32] | None,
@@ -91,7 +107,7 @@ class FieldNetwork:
     def predict(
         self,
         indptr: NDArray[np.int64],
-        indices: NDArray[np.int32],
+        indices: NDArray[np.integer[Any]],
         values: NDArray[np.float32],
         fields: NDArray[np.int32],
         dense: NDArray[np.float32] | None,

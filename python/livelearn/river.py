@@ -44,13 +44,15 @@ from numpy.typing import NDArray
 from river import base
 
 from livelearn._adapters import (
+    MODELS,
     class_probabilities,
     network_from_state,
     network_state,
 )
 from livelearn.dict_features import DictHasher
+from livelearn.field_network import FieldNetwork
 from livelearn.network import Network, StepRejected, network_config
-from livelearn.validation import check_optional_int, check_sizes
+from livelearn.validation import check_choice, check_int, check_optional_int, check_sizes
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
@@ -70,7 +72,10 @@ class _NetworkEstimator:
     clip_norm: float | None
     n_features: int
     seed: int | None
-    _net: Network | None
+    model: str
+    n_fields: int
+    embedding_dim: int
+    _net: Network | FieldNetwork | None
     _hasher: DictHasher
     _seed: int
 
@@ -87,7 +92,13 @@ class _NetworkEstimator:
         clip_norm: float | None,
         n_features: int,
         seed: int | None,
+        model: str = "mlp",
+        n_fields: int = 8,
+        embedding_dim: int = 8,
     ) -> None:
+        self.model = check_choice("model", model, MODELS)
+        self.n_fields = check_int("n_fields", n_fields, 1, 2**20)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1024)
         self.hidden_layers = check_sizes("hidden_layers", hidden_layers)
         self.activation = activation
         self.optimizer = optimizer
@@ -105,6 +116,28 @@ class _NetworkEstimator:
         Network(**self._config(1, n_inputs=1))
         self._net = None
 
+    def _new_network(self, n_outputs: int) -> Network | FieldNetwork:
+        if self.model == "field":
+            return FieldNetwork(
+                n_buckets=self.n_features,
+                n_fields=self.n_fields,
+                embedding_dim=self.embedding_dim,
+                loss=self._LOSS,
+                seed=self._seed,
+            )
+        return Network(**self._config(n_outputs))
+
+    def _fit_rows(self, rows: list[Mapping[Any, Any]], targets: NDArray[np.float32]) -> None:
+        """One step per row, in order (``targets``: one row of outputs per row)."""
+        net = self._net
+        assert net is not None
+        if isinstance(net, FieldNetwork):
+            indptr, idx, values, fields = self._hasher.encode_fields_many(rows, self.n_fields)
+            net.train_batch(indptr, idx, values, fields, None, targets.reshape(-1))
+        else:
+            indptr, cols, values = self._hasher.encode_many(rows)
+            net.train_batch_sparse(indptr, cols, values, targets)
+
     def _config(self, n_outputs: int, n_inputs: int | None = None) -> dict[str, Any]:
         return network_config(
             self.n_features if n_inputs is None else n_inputs,
@@ -121,8 +154,9 @@ class _NetworkEstimator:
         )
 
     @property
-    def network(self) -> Network | None:
-        """The native network (None until the first ``learn_one``/``learn_many``)."""
+    def network(self) -> Network | FieldNetwork | None:
+        """The native network (None until the first ``learn_one``/``learn_many``): a
+        :class:`~livelearn.Network`, or a :class:`~livelearn.FieldNetwork` (``model="field"``)."""
         return self._net
 
     @property
@@ -141,7 +175,7 @@ class _NetworkEstimator:
         target: float | NDArray[np.float32],
     ) -> None:
         net = self._net
-        assert net is not None
+        assert isinstance(net, Network)
         # A rejected step leaves the model unchanged; it is counted in rejected_steps.
         with contextlib.suppress(StepRejected):
             net.train_step_sparse(features[0], features[1], target)
@@ -149,6 +183,9 @@ class _NetworkEstimator:
     def _outputs(self, rows: list[Mapping[Any, Any]]) -> NDArray[np.float32]:
         net = self._net
         assert net is not None
+        if isinstance(net, FieldNetwork):
+            indptr, idx, vals, fields = self._hasher.encode_fields_many(rows, self.n_fields)
+            return net.predict(indptr, idx, vals, fields, None)
         indptr, indices, values = self._hasher.encode_many(rows)
         return net.predict_sparse(indptr, indices, values)
 
@@ -170,7 +207,7 @@ def _records(X: pd.DataFrame) -> list[Mapping[Any, Any]]:
     return records
 
 
-def _widen_outputs(net: Network, n_outputs: int, from_binary: bool) -> Network:
+def _widen_outputs(net: Network | FieldNetwork, n_outputs: int, from_binary: bool) -> Network:
     """A copy of ``net`` with ``n_outputs`` outputs: the existing output columns are
     kept, new ones freshly initialised (optimizer buffers zero).
 
@@ -178,6 +215,8 @@ def _widen_outputs(net: Network, n_outputs: int, from_binary: bool) -> Network:
     second class) becomes two one-vs-rest outputs ``-z`` and ``z``: exactly the
     same probabilities, since ``sigmoid(-z) = 1 - sigmoid(z)``.
     """
+    if isinstance(net, FieldNetwork):
+        raise ValueError("model='field' has one output: a binary classifier (two classes)")
     config = net.get_config()
     last = len(config["layers"]) - 2
     config["layers"] = [*config["layers"][:-1], n_outputs]
@@ -229,6 +268,14 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
         clip_norm: clip each step's gradient to this L2 norm (None: no clipping).
         n_features: hashed input columns (see :class:`~livelearn.dict_features.DictHasher`).
         seed: seeds the initial weights; None draws one at construction.
+        model: ``"mlp"`` (default), or ``"field"``: the field-aware model of
+            :class:`~livelearn.FieldNetwork` (wide + factorization machine over the
+            hashed features, AdaGrad, the bias a running mean), what
+            ``Engine(features=HashedFeatureEncoder())`` trains. Each feature key is
+            a field (hashed onto ``n_fields`` slots); the MLP arguments above do
+            not apply to it.
+        n_fields: ``model="field"``: field slots the feature keys hash onto.
+        embedding_dim: ``model="field"``: embedding size per hashed feature.
 
     Example:
         >>> from river import datasets
@@ -253,6 +300,9 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
         clip_norm: float | None = None,
         n_features: int = 2**18,
         seed: int | None = None,
+        model: str = "mlp",
+        n_fields: int = 8,
+        embedding_dim: int = 8,
     ) -> None:
         self._classes: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
@@ -266,6 +316,9 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
             clip_norm,
             n_features,
             seed,
+            model,
+            n_fields,
+            embedding_dim,
         )
 
     @property
@@ -286,12 +339,17 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
         index = self._index.get(y)
         if index is not None:
             return index
+        if self.model == "field" and len(self._classes) == 2:
+            raise ValueError(
+                f"model='field' is a binary classifier (one output): a third class {y!r} "
+                "needs model='mlp'"
+            )
         index = len(self._classes)
         self._classes.append(y)
         self._index[y] = index
         n = len(self._classes)
         if self._net is None:
-            self._net = Network(**self._config(1))
+            self._net = self._new_network(1)
         elif n >= 3:
             self._net = _widen_outputs(self._net, n, from_binary=n == 3)
         return index
@@ -308,6 +366,9 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
         """One training step on features ``x`` and label ``y``."""
         features = self._hasher.encode_one(x)  # before the label: bad x changes nothing
         index = self._class_index(y)
+        if isinstance(self._net, FieldNetwork):
+            self._fit_rows([x], self._target(index).reshape(1, -1))
+            return
         self._train_one(features, self._target(index))
 
     def _proba_matrix(self, rows: list[Mapping[Any, Any]]) -> NDArray[np.float64]:
@@ -336,7 +397,8 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
         the outputs) at its own row, so earlier rows train with the classes
         known then.
         """
-        indptr, cols, values = self._hasher.encode_many(_records(X))
+        records = _records(X)
+        indptr, cols, values = self._hasher.encode_many(records)
         labels = y.tolist()
         start, n = 0, len(labels)
         while start < n:
@@ -347,6 +409,10 @@ class MLPClassifier(_NetworkEstimator, base.MiniBatchClassifier):
             targets = np.stack([self._target(self._index[label]) for label in labels[start:end]])
             lo, hi = int(indptr[start]), int(indptr[end])
             assert self._net is not None
+            if isinstance(self._net, FieldNetwork):
+                self._fit_rows(records[start:end], targets)
+                start = end
+                continue
             self._net.train_batch_sparse(
                 indptr[start : end + 1] - lo, cols[lo:hi], values[lo:hi], targets
             )
@@ -391,6 +457,14 @@ class MLPRegressor(_NetworkEstimator, base.MiniBatchRegressor):
         clip_norm: clip each step's gradient to this L2 norm (None: no clipping).
         n_features: hashed input columns (see :class:`~livelearn.dict_features.DictHasher`).
         seed: seeds the initial weights; None draws one at construction.
+        model: ``"mlp"`` (default), or ``"field"``: the field-aware model of
+            :class:`~livelearn.FieldNetwork` (wide + factorization machine over the
+            hashed features, AdaGrad, the bias a running mean), what
+            ``Engine(features=HashedFeatureEncoder())`` trains. Each feature key is
+            a field (hashed onto ``n_fields`` slots); the MLP arguments above do
+            not apply to it.
+        n_fields: ``model="field"``: field slots the feature keys hash onto.
+        embedding_dim: ``model="field"``: embedding size per hashed feature.
 
     Example:
         >>> from river import datasets, evaluate, metrics, preprocessing
@@ -415,6 +489,9 @@ class MLPRegressor(_NetworkEstimator, base.MiniBatchRegressor):
         clip_norm: float | None = None,
         n_features: int = 2**18,
         seed: int | None = None,
+        model: str = "mlp",
+        n_fields: int = 8,
+        embedding_dim: int = 8,
     ) -> None:
         self._setup(
             hidden_layers,
@@ -426,6 +503,9 @@ class MLPRegressor(_NetworkEstimator, base.MiniBatchRegressor):
             clip_norm,
             n_features,
             seed,
+            model,
+            n_fields,
+            embedding_dim,
         )
 
     @classmethod
@@ -434,12 +514,15 @@ class MLPRegressor(_NetworkEstimator, base.MiniBatchRegressor):
 
     def _ensure_network(self) -> None:
         if self._net is None:
-            self._net = Network(**self._config(1))
+            self._net = self._new_network(1)
 
     def learn_one(self, x: dict[base.typing.FeatureName, Any], y: base.typing.RegTarget) -> None:
         """One training step on features ``x`` and target ``y``."""
         features = self._hasher.encode_one(x)
         self._ensure_network()
+        if isinstance(self._net, FieldNetwork):
+            self._fit_rows([x], np.array([[float(y)]], dtype=np.float32))
+            return
         self._train_one(features, float(y))
 
     def predict_one(self, x: dict[base.typing.FeatureName, Any]) -> base.typing.RegTarget:
@@ -455,8 +538,7 @@ class MLPRegressor(_NetworkEstimator, base.MiniBatchRegressor):
         self._ensure_network()
         assert self._net is not None
         targets = np.asarray(y, dtype=np.float32).reshape(-1, 1)
-        indptr, cols, values = self._hasher.encode_many(_records(X))
-        self._net.train_batch_sparse(indptr, cols, values, targets)
+        self._fit_rows(_records(X), targets)
 
     def predict_many(self, X: pd.DataFrame) -> pd.Series:
         """The network's output per row (``0.0`` before any learning)."""

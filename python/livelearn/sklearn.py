@@ -59,7 +59,8 @@ from sklearn.utils.validation import (  # type: ignore[import-untyped,unused-ign
     validate_data,
 )
 
-from livelearn._adapters import class_probabilities, network_from_state, network_state
+from livelearn._adapters import MODELS, class_probabilities, network_from_state, network_state
+from livelearn.field_network import FieldNetwork
 from livelearn.network import Network, network_config
 from livelearn.validation import check_choice, check_int, check_number, check_sizes
 
@@ -112,6 +113,8 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
         n_iter_no_change: int = 10,
         shuffle: bool = True,
         random_state: int | np.random.RandomState | None = None,
+        model: str = "mlp",
+        embedding_dim: int = 8,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -125,6 +128,8 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
         self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
         self.random_state = random_state
+        self.model = model
+        self.embedding_dim = embedding_dim
 
     # -- tags and pickling ---------------------------------------------------------
 
@@ -136,7 +141,7 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         net = state.get("network_")
-        if isinstance(net, Network):
+        if isinstance(net, Network | FieldNetwork):
             state["network_"] = network_state(net)
         return state
 
@@ -171,7 +176,25 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
     def _start(self, n_outputs: int, rng: np.random.RandomState) -> None:
         """Build a fresh network and reset the training record."""
         seed = int(rng.randint(0, 2**31 - 1))
-        self.network_ = Network(**self._network_config(self.n_features_in_, n_outputs, seed))
+        self.network_: Network | FieldNetwork
+        if check_choice("model", self.model, MODELS) == "field":
+            if n_outputs != 1:
+                raise ValueError(
+                    f"model='field' has one output; this problem needs {n_outputs} "
+                    "(use model='mlp' for multi-class or multi-output)"
+                )
+            check_int("max_iter", self.max_iter, low=1)
+            check_int("n_iter_no_change", self.n_iter_no_change, low=1)
+            check_number("tol", self.tol, low=0.0, finite=False)
+            self.network_ = FieldNetwork(
+                n_buckets=max(1, self.n_features_in_),
+                n_fields=1,
+                embedding_dim=check_int("embedding_dim", self.embedding_dim, 1, 1024),
+                loss=self._LOSS,
+                seed=seed,
+            )
+        else:
+            self.network_ = Network(**self._network_config(self.n_features_in_, n_outputs, seed))
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
 
@@ -184,7 +207,10 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
         if order is not None:
             X, Y = X[order], Y[order]
         net = self.network_
-        if sp.issparse(X):
+        if isinstance(net, FieldNetwork):
+            indptr, indices, values, fields = _field_rows(X)
+            losses = net.train_batch(indptr, indices, values, fields, None, Y)[0]
+        elif sp.issparse(X):
             losses = net.train_batch_sparse(
                 X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, Y
             )
@@ -218,11 +244,27 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc,unused-ignore]
         check_is_fitted(self)
         X = self._validate_x(X, reset=False)
         net = self.network_
-        if sp.issparse(X):
+        if isinstance(net, FieldNetwork):
+            out = net.predict(*_field_rows(X), None)
+        elif sp.issparse(X):
             out = net.predict_sparse(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data)
         else:
             out = net.predict(X)
         return out.astype(np.float64)
+
+
+def _field_rows(
+    X: Any,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32], NDArray[np.int32]]:
+    """``X`` as the field model's CSR: every column a feature (zeros left out), one field."""
+    csr = X if sp.issparse(X) else sp.csr_matrix(X)
+    indices = csr.indices.astype(np.int64)
+    return (
+        csr.indptr.astype(np.int64),
+        indices,
+        np.asarray(csr.data, dtype=np.float32),
+        np.zeros(len(indices), dtype=np.int32),
+    )
 
 
 def _canonical(X: Any) -> Any:
@@ -268,10 +310,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):  # type: ignore[misc,unused-igno
         n_iter_no_change: stop :meth:`fit` after this many epochs without improvement.
         shuffle: shuffle the rows before each epoch of :meth:`fit`.
         random_state: seeds the weights and the shuffling.
+        model: ``"mlp"`` (default) or ``"field"``: the field-aware model of
+            :class:`~livelearn.FieldNetwork` (wide + factorization machine over the
+            columns, AdaGrad, the bias a running mean), for sparse one-hot data;
+            one output only (binary classification, one target). The MLP
+            arguments above do not apply to it.
+        embedding_dim: ``model="field"``: the factor size per column.
 
     Attributes:
         classes_: the class labels (sorted).
-        network_: the trained :class:`~livelearn.Network`.
+        network_: the trained :class:`~livelearn.Network` (or :class:`~livelearn.FieldNetwork`).
         n_features_in_: number of input features.
         n_iter_: epochs (``fit``) plus passes (``partial_fit``) run.
         loss_curve_: mean training loss of each epoch or pass.
@@ -380,9 +428,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):  # type: ignore[misc,unused-ignore
         n_iter_no_change: stop :meth:`fit` after this many epochs without improvement.
         shuffle: shuffle the rows before each epoch of :meth:`fit`.
         random_state: seeds the weights and the shuffling.
+        model: ``"mlp"`` (default) or ``"field"``: the field-aware model of
+            :class:`~livelearn.FieldNetwork` (wide + factorization machine over the
+            columns, AdaGrad, the bias a running mean), for sparse one-hot data;
+            one output only (binary classification, one target). The MLP
+            arguments above do not apply to it.
+        embedding_dim: ``model="field"``: the factor size per column.
 
     Attributes:
-        network_: the trained :class:`~livelearn.Network`.
+        network_: the trained :class:`~livelearn.Network` (or :class:`~livelearn.FieldNetwork`).
         n_features_in_: number of input features.
         n_outputs_: number of targets.
         n_iter_: epochs (``fit``) plus passes (``partial_fit``) run.

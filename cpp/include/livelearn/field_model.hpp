@@ -6,6 +6,11 @@
 //         + mlp([pooled_0, ..., pooled_{F-1}, dense])              (deep, optional)
 //   pooled_g = sum_{i in field g} v[j_i] x_i  (sum pooling, k floats per field)
 //
+// With dense_factors (off by default), each dense input d also has a factor vector
+// u_d and joins the FM sums as an entry of value dense_d (as real-valued
+// features do in Rendle's FM): a user's embedding times the time-of-day slots
+// is then a per-user daily profile. The MLP still sees dense inputs raw.
+//
 // Entry i of an example is (index j_i in [0, n_buckets), value x_i, field g_i).
 // One embedding table of n_buckets rows serves every field: the encoder salts
 // each field into its own hash namespace ("user=42" and "item=42" hash apart),
@@ -19,6 +24,16 @@
 //            bias (L1 gives exact zeros); AdaGrad on embeddings and the MLP,
 //            whose weights must stay dense to learn
 //   sgd:     w -= lr g
+// The output bias (adagrad, ftrl; running_bias, the default) is instead a
+// running mean: each step moves the prediction a 1/N share of the way to the
+// target, b += logit(p + w (y - p) / N) - logit(p) (bce; mse: b += w (y - z) / N),
+// where N = bias_prior + the weight seen so far, capped at bias_window. Alone,
+// this is exactly the running mean of the target (with bias_prior pseudo-events
+// at sigmoid(bias_init)): the bias is at the running log-odds from the first
+// event on, its noise shrinks like 1/n (AdaGrad's like 1/sqrt(n)), and past
+// bias_window events it is a moving average that follows a drifting base rate.
+// Under bce one step moves the bias at most 1 logit (an overconfident example
+// cannot throw it far).
 // Not thread-safe on its own beyond what the lock gives: every public method
 // takes the model's reader/writer lock (a step exclusively, predictions shared).
 #pragma once
@@ -76,9 +91,15 @@ struct FieldConfig {
   float init_std = 0.05f;  // embeddings ~ N(0, init_std^2)
   float bias_init = 0.0f;  // the output bias' starting logit
   std::uint64_t seed = 0;
+  bool dense_factors = false;     // dense inputs join the FM (a factor vector each)
+  bool running_bias = true;       // the output bias is a running mean (not under sgd)
+  float bias_prior = 2.0f;        // running_bias: pseudo-events before the first one
+  float bias_window = 100000.0f;  // running_bias: N stops growing here (a moving average)
 
   // Throws std::invalid_argument naming the offending parameter.
   void validate() const;
+  bool uses_dense_factors() const { return dense_factors && n_dense > 0; }
+  bool uses_running_bias() const { return running_bias && optimizer != FieldOptimizer::SGD; }
   std::size_t mlp_inputs() const {
     return static_cast<std::size_t>(n_fields) * static_cast<std::size_t>(embedding_dim) +
            static_cast<std::size_t>(n_dense);
@@ -220,6 +241,7 @@ class FieldModel {
   float* wide_ = nullptr;
   float* wide_dense_ = nullptr;
   float* emb_ = nullptr;
+  float* dense_emb_ = nullptr;  // n_dense x k (dense_factors)
   struct Layer {
     std::size_t in, out;
     float *w, *b;    // parameters
@@ -232,6 +254,7 @@ class FieldModel {
   float *wide_a_ = nullptr, *wide_b_ = nullptr;
   float *wide_dense_a_ = nullptr, *wide_dense_b_ = nullptr;
   float* emb_a_ = nullptr;
+  float* dense_emb_a_ = nullptr;
 
   std::uint64_t steps_ = 0;
   std::uint64_t rejected_steps_ = 0;

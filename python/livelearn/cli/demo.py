@@ -25,6 +25,97 @@ from livelearn.cli.common import (
 from livelearn.evaluate import progressive_val_score
 from livelearn.metrics_offline import log_losses, roc_auc
 
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def windowed(curve: NDArray[np.float64], width: int) -> NDArray[np.float64]:
+    """The mean of ``curve`` over ``width`` consecutive, equal slices (fewer if short).
+
+    Example:
+        >>> windowed(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist()
+        [2.0, 6.0]
+    """
+    n = len(curve)
+    if n == 0:
+        return np.zeros(0)
+    edges = np.linspace(0, n, min(width, n) + 1).astype(int)
+    sums = np.add.reduceat(np.asarray(curve, dtype=np.float64), edges[:-1])
+    return np.asarray(sums / np.diff(edges), dtype=np.float64)
+
+
+def sparkline(values: NDArray[np.float64], low: float, high: float) -> str:
+    """One block character per value, ``low`` -> ``▁`` ... ``high`` -> ``█``.
+
+    Example:
+        >>> sparkline(np.array([0.0, 0.5, 1.0]), 0.0, 1.0)
+        '▁▅█'
+    """
+    span = high - low
+    if not span > 0:
+        return _BLOCKS[0] * len(values)
+    levels = np.clip(np.rint((values - low) / span * (len(_BLOCKS) - 1)), 0, len(_BLOCKS) - 1)
+    return "".join(_BLOCKS[int(v)] for v in levels)
+
+
+def cumulative(curve: NDArray[np.float64], width: int) -> NDArray[np.float64]:
+    """The running mean of ``curve`` (the progressive score so far) at the end of each
+    of ``width`` equal slices.
+
+    Example:
+        >>> cumulative(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist()
+        [2.0, 4.0]
+    """
+    n = len(curve)
+    ends = np.linspace(0, n, min(width, n) + 1).astype(int)[1:]
+    return np.asarray(np.cumsum(curve)[ends - 1] / ends, dtype=np.float64)
+
+
+def text_curves(curves: dict[str, NDArray[np.float64]], width: int = 60) -> list[str]:
+    """The loss curves as sparklines on one shared scale: the mean loss of every event
+    so far, at ``width`` points along the stream (its range in the legend)."""
+    slices = {name: cumulative(curve, width) for name, curve in curves.items() if len(curve)}
+    if not slices:
+        return []
+    low = min(float(v.min()) for v in slices.values())
+    high = max(float(v.max()) for v in slices.values())
+    label = max(len(name) for name in slices)
+    out = [f"{name:<{label}}  {sparkline(v, low, high)}" for name, v in slices.items()]
+    out.append(f"{'':<{label}}  ▁ = {low:.4f}, █ = {high:.4f} (mean log loss of all events so far)")
+    return out
+
+
+def write_svg(path: Path, curves: dict[str, NDArray[np.float64]], title: str) -> None:
+    """A dependency-free SVG of the curves: the mean loss per 1/200 of the stream."""
+    colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+    slices = {name: windowed(curve, 200) for name, curve in curves.items() if len(curve)}
+    w, h, pad = 720.0, 360.0, 40.0
+    low = min((float(v.min()) for v in slices.values()), default=0.0)
+    high = max((float(v.max()) for v in slices.values()), default=1.0)
+    span = high - low if high > low else 1.0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0f}" height="{h:.0f}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{w:.0f}" height="{h:.0f}" fill="white"/>',
+        f'<text x="{pad}" y="20">{_xml(title)}</text>',
+        f'<text x="4" y="{pad + 4:.0f}">{high:.4f}</text>',
+        f'<text x="4" y="{h - pad:.0f}">{low:.4f}</text>',
+    ]
+    for i, (name, v) in enumerate(slices.items()):
+        xs = pad + (w - 2 * pad) * np.arange(len(v)) / max(1, len(v) - 1)
+        ys = h - pad - (h - 2 * pad) * (v - low) / span
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+        colour = colours[i % len(colours)]
+        parts.append(f'<polyline fill="none" stroke="{colour}" points="{points}"/>')
+        parts.append(
+            f'<text x="{w - 260:.0f}" y="{40 + 16 * i}" fill="{colour}">{_xml(name)}</text>'
+        )
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
 
 def add_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     """Add ``livelearn demo`` to ``sub``."""
@@ -181,10 +272,16 @@ def run(args: argparse.Namespace) -> int:
         chosen = probabilities[result.positions]
         curves["Bayes-optimal (true probabilities)"] = log_losses(result.targets, chosen)
     plotted = plot_curves(png, curves, f"livelearn demo: {title}", "log loss")
+    svg = out / "loss_curve.svg"
+    write_svg(svg, curves, f"livelearn demo: {title}")
+    rows = text_curves(curves)
+    print(line("loss curve", rows[0] if rows else "(no events)"))
+    for row in rows[1:]:
+        print(line("", row))
     if plotted:
-        print(line("loss curve", str(png)))
+        print(line("", f"{png} and {svg}"))
     else:
-        print(line("loss curve", f"not drawn: matplotlib is missing ({PLOT_HINT})"))
+        print(line("", f"{svg} (a PNG needs matplotlib: {PLOT_HINT})"))
     report = {
         "dataset": "simulated" if args.simulate else "open_bandit_sample",
         "events": result.events,
@@ -206,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         "features": engine.features.get_config(),
         "checkpoint": str(checkpoint),
         "loss_curve": str(png) if plotted else None,
+        "loss_curve_svg": str(svg),
     }
     write_json(out / "report.json", report)
     print(line("report", str(out / "report.json")))
