@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -68,9 +69,13 @@ std::unique_ptr<SharedSegment> open_segment(const Config& config, const ShareOpt
   return SharedSegment::open(o);
 }
 
+// The shortest decimal that reads back as the same float.
 std::string exact(float v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) break;
+  }
   return buf;
 }
 
@@ -266,6 +271,11 @@ float Network::learning_rate() const {
 }
 
 void Network::set_learning_rate(float lr) {
+  if (segment_) {
+    throw ShareError("share '" + segment_->name() +
+                     "': the learning rate of a shared model is part of its configuration "
+                     "(every process must use the same); create the share with it instead");
+  }
   std::unique_lock lock(mutex_);
   mlp_.set_learning_rate(lr);
 }

@@ -291,13 +291,14 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
     if (!compatible) {
       const std::string theirs(h->config_text, strnlen(h->config_text, kTextSize));
       if (live > 0) {
+        const std::size_t users = seg->distinct_live();
         seg->unlock();
         munmap(h, mapped);
         close(fd);
         seg->header_ = nullptr;
         seg->fd_ = -1;
         fail(o.name, "incompatible configuration: the shared model (used by " +
-                         std::to_string(live) + " process(es)) has " + theirs +
+                         std::to_string(users) + " process(es)) has " + theirs +
                          "; this one asks for " + o.config_text);
       }
       // Stale and incompatible: never reused, rebuilt.
@@ -334,7 +335,14 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
 
 SharedSegment::~SharedSegment() {
   if (!header_) return;
+  release();
+  munmap(header_, size_);
+  if (fd_ >= 0) close(fd_);
+}
+
+void SharedSegment::release() {
   if (registered_ && getpid() == pid_) {
+    registered_ = false;
     try {
       if (lock_for(lock_timeout_s_)) {
         for (std::size_t i = 0; i < kSlots; ++i) {
@@ -351,11 +359,9 @@ SharedSegment::~SharedSegment() {
         }
         unlock();
       }
-    } catch (...) {  // a destructor never throws: the segment stays for the others
+    } catch (...) {  // never throws: the segment stays for the others
     }
   }
-  munmap(header_, size_);
-  if (fd_ >= 0) close(fd_);
 }
 
 void SharedSegment::publish() { header_->state.store(kReady, std::memory_order_release); }
@@ -466,9 +472,7 @@ std::size_t SharedSegment::live_slots() const {
   return n;
 }
 
-std::size_t SharedSegment::processes() const {
-  auto* self = const_cast<SharedSegment*>(this);
-  self->lock();
+std::size_t SharedSegment::distinct_live() const {
   std::size_t n = 0;
   for (std::size_t i = 0; i < kSlots; ++i) {
     const pid_t p = header_->slots[i];
@@ -477,6 +481,13 @@ std::size_t SharedSegment::processes() const {
     for (std::size_t k = 0; k < i; ++k) seen |= header_->slots[k] == p;
     n += !seen;
   }
+  return n;
+}
+
+std::size_t SharedSegment::processes() const {
+  auto* self = const_cast<SharedSegment*>(this);
+  self->lock();
+  const std::size_t n = distinct_live();
   self->unlock();
   return n;
 }

@@ -22,7 +22,7 @@ A closed engine refuses more work:
 
 from __future__ import annotations
 
-from livelearn._core import StepRejected
+from livelearn._core import ShareError, StepRejected
 from livelearn.interaction import InvalidInteraction
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "EngineNotInitialized",
     "EngineOverloaded",
     "InvalidInteraction",
+    "ShareError",
     "StepRejected",
 ]
 

@@ -102,3 +102,7 @@ class EngineStats(NamedTuple):
     recent_loss: float | None
     last_example_time: float | None
     started_at: float | None
+    #: With ``Engine(share=...)``: the shared model's trained steps (every
+    #: process's) and version; None for an engine of its own.
+    model_steps: int | None = None
+    model_version: int | None = None

@@ -53,6 +53,10 @@ class Network {
   // Null for a process-local model.
   const SharedSegment* share() const { return segment_.get(); }
   SharedSegment* share() { return segment_.get(); }
+  // See SharedSegment::release (no-op for a local model).
+  void release_share() {
+    if (segment_) segment_->release();
+  }
   // The configuration text two shared models must agree on.
   static std::string share_text(const Config& config);
   // Test hook: takes the lock, journals the state, writes a NaN into the

@@ -62,6 +62,14 @@ class SharedSegment {
   SharedSegment(const SharedSegment&) = delete;
   SharedSegment& operator=(const SharedSegment&) = delete;
 
+  // Deregisters this attachment (the last live one removes the name), keeping
+  // the mapping: the model stays readable and usable here, but the next
+  // process to open the name starts a new segment once every attachment is
+  // released. Idempotent; the destructor calls it. A forked child's copy
+  // never deregisters its parent.
+  void release();
+  bool released() const { return !registered_; }
+
   // The owner writes the initial state through external(), then publishes.
   void publish();
   ExternalState external() const;
@@ -99,6 +107,7 @@ class SharedSegment {
   bool lock_for(double seconds);
   void prune_dead();
   std::size_t live_slots() const;
+  std::size_t distinct_live() const;  // under the lock
 
   std::string name_;
   std::string shm_name_;
