@@ -514,6 +514,10 @@ void register_network(py::module_& m) {
             d["released"] = seg->released();
             return d;
           })
+      .def_property_readonly("share_lock_owner",
+                             [](const Self& s) -> long {
+                               return s.share() ? static_cast<long>(s.share()->lock_owner()) : 0;
+                             })
       .def("release_share",
            [](Self& s) {
              py::gil_scoped_release release;

@@ -55,6 +55,12 @@ struct SegmentHeader {
 
 namespace {
 
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
 std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 std::uint64_t fnv1a(const std::string& text) {
@@ -261,7 +267,7 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
       }
       close(fd);
       fail(o.name, "pid " + std::to_string(creator) + " is creating it and did not finish within " +
-                       std::to_string(o.attach_timeout_s) + " s");
+                       seconds_text(o.attach_timeout_s) + " s");
     }
     if (h->magic != kMagic || h->layout_version != kLayoutVersion ||
         h->header_size != sizeof(SegmentHeader) || h->total_size != mapped) {
@@ -413,7 +419,7 @@ bool SharedSegment::lock_for(double seconds) {
 
 void SharedSegment::lock() {
   if (!lock_for(lock_timeout_s_)) {
-    fail(name_, "the lock was not released within " + std::to_string(lock_timeout_s_) +
+    fail(name_, "the lock was not released within " + seconds_text(lock_timeout_s_) +
                     " s (held by pid " + std::to_string(lock_owner()) + ")");
   }
 }
