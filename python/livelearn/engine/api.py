@@ -388,7 +388,7 @@ class Engine:
             self._queue.close()
         if wait:
             self._closed = self._dispatcher.join(timeout)
-            if self._closed and self._share is not None:
+            if self._closed and isinstance(self._network, Network) and self._share is not None:
                 self._network.release_share()  # still readable here; the last removes it
 
     def __enter__(self) -> Engine:

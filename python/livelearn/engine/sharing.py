@@ -45,7 +45,7 @@ __all__ = ["SharedAutoSaver", "SharedNetwork", "check_share", "load_shared", "op
 
 logger = logging.getLogger("livelearn")
 
-E = TypeVar("E")
+E = TypeVar("E", bound=persistence.EngineState)
 
 #: True while ``Engine.load(path, share=...)`` builds an engine that attached to a
 #: share other live processes use: the checkpoint's model is then not written.
@@ -85,7 +85,7 @@ class SharedNetwork(Network):
     (``repairs``).
     """
 
-    def set_state(self, state: Mapping[str, NDArray[Any]]) -> None:
+    def set_state(self, state: dict[str, NDArray[Any]]) -> None:
         """Load a state into the shared model (all processes see it at once),
         except while ``Engine.load(path, share=...)`` attaches to a share that
         other live processes use: the live model is then kept (the checkpoint
@@ -136,7 +136,7 @@ class SharedAutoSaver(AutoSaver):
         super().__init__(path, every, interval)
         self._network = network
 
-    def maybe_save(self, steps: int, save: Callable[[str], None]) -> None:
+    def maybe_save(self, steps: int, save: Callable[[str], object]) -> None:
         """Save if due and this process holds the autosave role (``steps`` is
         ignored: the shared model's step counter is used)."""
         del steps
@@ -160,7 +160,7 @@ def load_shared(
     share = check_share(share)
     meta = persistence.read_checkpoint(path).meta
     network_meta = meta.get("network") if isinstance(meta, dict) else None
-    probe: Network | None = None
+    probe: SharedNetwork | None = None
     if isinstance(network_meta, dict) and "layers" in network_meta:
         try:  # hold the share while the engine is built: then no one else creates it
             probe = open_shared(network_meta, share)
@@ -178,7 +178,9 @@ def load_shared(
             probe.release_share()
             _OPEN.discard(probe)
     if not alone:
-        logger.info("share %r: attached to the live model; the checkpoint's model was not loaded", share)
+        logger.info(
+            "share %r: attached to the live model; the checkpoint's model was not loaded", share
+        )
     return engine
 
 
