@@ -78,7 +78,7 @@ def engine(share: str | None) -> Engine:
     return Engine(targets=TARGETS, share=share, log_every=0).initialize()
 
 
-def train_worker(share: str, seed: int, n: int, barrier: Any, out: Any) -> None:
+def train_worker(share: str | None, seed: int, n: int, barrier: Any, out: Any) -> None:
     e = engine(share)
     stream = events(seed, n)
     barrier.wait(WAIT_S)
@@ -128,9 +128,9 @@ def predict_worker(share: str, duration: float, barrier: Any, out: Any) -> None:
     e.close()
 
 
-def run_trainers(n_procs: int, n: int, seed0: int = 0) -> list[dict[str, Any]]:
+def run_trainers(n_procs: int, n: int, seed0: int = 0, shared: bool = True) -> list[dict[str, Any]]:
     ctx = mp.get_context("fork")
-    share = f"bench-{uuid.uuid4().hex[:8]}"
+    share = f"bench-{uuid.uuid4().hex[:8]}" if shared else None
     barrier, out = ctx.Barrier(n_procs), ctx.Queue()
     procs = [
         ctx.Process(target=train_worker, args=(share, seed0 + k, n, barrier, out))
@@ -186,7 +186,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=20_000, help="events per process (throughput)")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--quality-events", type=int, default=50_000, help="events per process, 4 procs")
+    ap.add_argument(
+        "--quality-events", type=int, default=50_000, help="events per process, 4 procs"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "share.json")
     args = ap.parse_args()
@@ -198,14 +200,30 @@ def main() -> None:
     for r in range(args.rounds):
         one = throughput(run_trainers(1, args.events, seed0=10 * r))
         two = throughput(run_trainers(2, args.events, seed0=10 * r))
-        rounds.append({"one_process": one, "two_processes": two, "ratio": two / one})
-        print(f"round {r}: 1 process {one:,.0f} ev/s, 2 processes {two:,.0f} ev/s, "
-              f"ratio {two / one:.2f}  (load {os.getloadavg()[0]:.1f})")
+        # The machine's own ceiling in the same round: 2 processes, 2 models.
+        free = throughput(run_trainers(2, args.events, seed0=10 * r, shared=False))
+        rounds.append(
+            {
+                "one_process": one,
+                "two_processes": two,
+                "two_unshared_processes": free,
+                "ratio": two / one,
+                "unshared_ratio": free / one,
+                "load_average": os.getloadavg()[0],
+            }
+        )
+        print(
+            f"round {r}: 1 process {one:,.0f} ev/s, 2 on one share {two:,.0f} ev/s "
+            f"(ratio {two / one:.2f}), 2 unshared {free:,.0f} ev/s (ratio {free / one:.2f})"
+            f"  load {os.getloadavg()[0]:.1f}"
+        )
     ratios = [x["ratio"] for x in rounds]
 
     latency = predict_under_training(args.events, duration=2.0)
-    print(f"predict while another process trains: p50 {latency['p50_us']:.1f} us, "
-          f"p99 {latency['p99_us']:.1f} us, p99.9 {latency['p999_us']:.1f} us")
+    print(
+        f"predict while another process trains: p50 {latency['p50_us']:.1f} us, "
+        f"p99 {latency['p99_us']:.1f} us, p99.9 {latency['p999_us']:.1f} us"
+    )
 
     m = args.quality_events
     quality = run_trainers(4, m, seed0=100)
@@ -214,9 +232,11 @@ def main() -> None:
     shared_loss = sum(r["loss_sum"] for r in quality) / (4 * m)
     ref_sum, ref_n = reference_loss([100, 101, 102, 103], m)
     ref_loss = ref_sum / ref_n
-    print(f"4 x {m}: shared steps {sorted(shared_steps)}, identical predictions {identical}, "
-          f"progressive log loss shared {shared_loss:.5f} vs in-process {ref_loss:.5f} "
-          f"({100 * (shared_loss / ref_loss - 1):+.2f} %)")
+    print(
+        f"4 x {m}: shared steps {sorted(shared_steps)}, identical predictions {identical}, "
+        f"progressive log loss shared {shared_loss:.5f} vs in-process {ref_loss:.5f} "
+        f"({100 * (shared_loss / ref_loss - 1):+.2f} %)"
+    )
 
     result = {
         "benchmark": "share_bench",
@@ -231,6 +251,7 @@ def main() -> None:
         "throughput_rounds": rounds,
         "ratio_two_over_one_median": statistics.median(ratios),
         "ratio_two_over_one_best": max(ratios),
+        "unshared_ratio_median": statistics.median(x["unshared_ratio"] for x in rounds),
         "predict_latency_while_training": latency,
         "quality": {
             "processes": 4,

@@ -315,13 +315,14 @@ void register_network(py::module_& m) {
                        py::handle learning_rate, py::handle momentum, py::handle weight_decay,
                        py::handle clip_norm, py::handle seed, py::handle beta1, py::handle beta2,
                        py::handle epsilon, py::handle share, py::handle share_timeout) {
-             Config config = make_config(layers, activation, output, loss, optimizer,
-                                         learning_rate, momentum, weight_decay, clip_norm, seed,
-                                         beta1, beta2, epsilon);
+             Config config =
+                 make_config(layers, activation, output, loss, optimizer, learning_rate, momentum,
+                             weight_decay, clip_norm, seed, beta1, beta2, epsilon);
              if (share.is_none()) return new Network(config);
              if (!py::isinstance<py::str>(share)) {
-               throw py::type_error("share: expected a str or None, got " +
-                                    std::string(py::str(py::type::handle_of(share).attr("__name__"))));
+               throw py::type_error(
+                   "share: expected a str or None, got " +
+                   std::string(py::str(py::type::handle_of(share).attr("__name__"))));
              }
              ShareOptions options;
              options.name = share.cast<std::string>();
@@ -490,30 +491,29 @@ void register_network(py::module_& m) {
                                if (!s.share()) return py::none();
                                return py::str(s.share()->name());
                              })
-      .def_property_readonly(
-          "share_info",
-          [](const Self& s) -> py::object {
-            const SharedSegment* seg = s.share();
-            if (!seg) return py::none();
-            std::size_t processes;
-            std::uint64_t repairs;
-            {
-              py::gil_scoped_release release;  // takes the segment's lock
-              processes = seg->processes();
-              repairs = seg->repairs();
-            }
-            py::dict d;
-            d["name"] = seg->name();
-            d["path"] = SharedSegment::path_of(seg->name());
-            d["created"] = seg->created();
-            d["recovered"] = seg->recovered();
-            d["rebuilt"] = seg->rebuilt();
-            d["processes"] = processes;
-            d["repairs"] = repairs;
-            d["lock_owner"] = static_cast<long>(seg->lock_owner());
-            d["released"] = seg->released();
-            return d;
-          })
+      .def_property_readonly("share_info",
+                             [](const Self& s) -> py::object {
+                               const SharedSegment* seg = s.share();
+                               if (!seg) return py::none();
+                               std::size_t processes;
+                               std::uint64_t repairs;
+                               {
+                                 py::gil_scoped_release release;  // takes the segment's lock
+                                 processes = seg->processes();
+                                 repairs = seg->repairs();
+                               }
+                               py::dict d;
+                               d["name"] = seg->name();
+                               d["path"] = SharedSegment::path_of(seg->name());
+                               d["created"] = seg->created();
+                               d["recovered"] = seg->recovered();
+                               d["rebuilt"] = seg->rebuilt();
+                               d["processes"] = processes;
+                               d["repairs"] = repairs;
+                               d["lock_owner"] = static_cast<long>(seg->lock_owner());
+                               d["released"] = seg->released();
+                               return d;
+                             })
       .def_property_readonly("share_lock_owner",
                              [](const Self& s) -> long {
                                return s.share() ? static_cast<long>(s.share()->lock_owner()) : 0;

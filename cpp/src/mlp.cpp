@@ -112,7 +112,8 @@ std::size_t Mlp::n_buffers_of(const Config& config) {
 std::size_t Mlp::n_parameters_of(const Config& config) {
   std::size_t n = 0;
   for (std::size_t l = 0; l + 1 < config.layers.size(); ++l) {
-    n += static_cast<std::size_t>(config.layers[l]) * static_cast<std::size_t>(config.layers[l + 1]) +
+    n += static_cast<std::size_t>(config.layers[l]) *
+             static_cast<std::size_t>(config.layers[l + 1]) +
          static_cast<std::size_t>(config.layers[l + 1]);
   }
   return n;

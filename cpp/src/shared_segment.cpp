@@ -91,7 +91,8 @@ bool alive(pid_t pid) {
     const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
     std::fclose(f);
     const char* close_paren = std::strrchr(buf, ')');
-    if (n > 0 && close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X')) {
+    if (n > 0 && close_paren && close_paren[1] == ' ' &&
+        (close_paren[2] == 'Z' || close_paren[2] == 'X')) {
       return false;
     }
   }
@@ -132,7 +133,8 @@ Layout layout_of(std::size_t n, std::size_t n_bufs, std::size_t max_ranges) {
 }
 
 bool same_file(int fd, const std::string& path) {
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   return fstat(fd, &a) == 0 && stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino &&
          a.st_dev == b.st_dev;
 }
@@ -273,8 +275,9 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
         h->header_size != sizeof(SegmentHeader) || h->total_size != mapped) {
       munmap(h, mapped);
       close(fd);
-      fail(o.name, path + " was made by another livelearn version or is damaged; remove it when no "
-                          "process uses it");
+      fail(o.name, path +
+                       " was made by another livelearn version or is damaged; remove it when no "
+                       "process uses it");
     }
     seg->header_ = h;
     seg->size_ = mapped;

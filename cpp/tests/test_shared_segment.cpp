@@ -68,7 +68,6 @@ float probe(const Network& net) {
 }
 
 bool all_finite(const Network& net) {
-  for (const auto& info : net.state_layout()) (void)info;
   std::vector<std::vector<float>> out;
   std::vector<float*> dest;
   for (const auto& info : net.state_layout()) out.emplace_back(info.size);

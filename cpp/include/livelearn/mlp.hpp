@@ -82,10 +82,10 @@ struct MlpCounters {
 // copies the saved values back (SharedSegment::repair), so a dead process's
 // half step is rolled back exactly. Plain data: it lives in the segment.
 struct StepJournal {
-  std::uint32_t active;    // 1 while a write is in progress
-  std::uint32_t n_buffers; // how many of params, m, v the ranges cover
-  std::uint64_t n_ranges;  // (offset, length) pairs in ExternalState::ranges
-  MlpCounters saved;       // the counters before the write
+  std::uint32_t active;     // 1 while a write is in progress
+  std::uint32_t n_buffers;  // how many of params, m, v the ranges cover
+  std::uint64_t n_ranges;   // (offset, length) pairs in ExternalState::ranges
+  MlpCounters saved;        // the counters before the write
 };
 
 // Where an Mlp keeps its state when it does not own it (a shared segment):
@@ -239,9 +239,9 @@ class Mlp {
   std::vector<LayerSpan> layers_;
   std::vector<float> own_params_, own_m_, own_v_;  // empty when the state is external
   FloatSpan params_;
-  FloatSpan opt_m_;  // momentum velocity, or Adam first moment
-  FloatSpan opt_v_;  // Adam second moment
-  std::vector<float> acts_;   // activations of every layer, input excluded
+  FloatSpan opt_m_;          // momentum velocity, or Adam first moment
+  FloatSpan opt_v_;          // Adam second moment
+  std::vector<float> acts_;  // activations of every layer, input excluded
   std::vector<std::size_t> act_off_;
   std::vector<float> deltas_;  // dLoss/dz of every non-input layer
   std::vector<float> backup_;  // what a step overwrites, restored if it fails
