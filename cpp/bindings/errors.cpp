@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 
+#include "livelearn/shared_segment.hpp"
 #include "register.hpp"
 
 namespace livelearn::bindings {
@@ -16,6 +17,7 @@ void raise_rejected(StepStatus s, double loss) {
 
 void register_errors(pybind11::module_& m) {
   pybind11::register_exception<StepRejected>(m, "StepRejected", PyExc_ValueError);
+  pybind11::register_exception<ShareError>(m, "ShareError", PyExc_RuntimeError);
 }
 
 }  // namespace livelearn::bindings

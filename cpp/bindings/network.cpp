@@ -314,16 +314,29 @@ void register_network(py::module_& m) {
                        const std::string& loss, const std::string& optimizer,
                        py::handle learning_rate, py::handle momentum, py::handle weight_decay,
                        py::handle clip_norm, py::handle seed, py::handle beta1, py::handle beta2,
-                       py::handle epsilon) {
-             return new Network(make_config(layers, activation, output, loss, optimizer,
-                                            learning_rate, momentum, weight_decay, clip_norm, seed,
-                                            beta1, beta2, epsilon));
+                       py::handle epsilon, py::handle share, py::handle share_timeout) {
+             Config config =
+                 make_config(layers, activation, output, loss, optimizer, learning_rate, momentum,
+                             weight_decay, clip_norm, seed, beta1, beta2, epsilon);
+             if (share.is_none()) return new Network(config);
+             if (!py::isinstance<py::str>(share)) {
+               throw py::type_error(
+                   "share: expected a str or None, got " +
+                   std::string(py::str(py::type::handle_of(share).attr("__name__"))));
+             }
+             ShareOptions options;
+             options.name = share.cast<std::string>();
+             options.lock_timeout_s = to_finite_float(share_timeout, "share_timeout");
+             if (!(options.lock_timeout_s > 0)) value_error("share_timeout: must be > 0");
+             py::gil_scoped_release release;  // attaching may wait for the creator
+             return new Network(config, options);
            }),
            py::arg("layers") = std::vector<int>{4, 16, 8, 1}, py::arg("activation") = "tanh",
            py::arg("output") = "sigmoid", py::arg("loss") = "bce", py::arg("optimizer") = "sgd",
            py::arg("learning_rate") = 0.05, py::arg("momentum") = 0.0,
            py::arg("weight_decay") = 0.0, py::arg("clip_norm") = py::none(), py::arg("seed") = 0,
-           py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("epsilon") = 1e-8)
+           py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("epsilon") = 1e-8,
+           py::kw_only(), py::arg("share") = py::none(), py::arg("share_timeout") = 10.0)
       .def(
           "train_step",
           [](Self& self, py::handle x, py::handle y, py::handle weight) {
@@ -473,6 +486,56 @@ void register_network(py::module_& m) {
       .def("set_state", &set_state, py::arg("state"))
       .def("apply_delta", &apply_delta, py::arg("delta"), py::arg("weight") = 1.0)
       .def_property_readonly("version", [](const Self& s) { return s.version(); })
+      .def_property_readonly("share",
+                             [](const Self& s) -> py::object {
+                               if (!s.share()) return py::none();
+                               return py::str(s.share()->name());
+                             })
+      .def_property_readonly("share_info",
+                             [](const Self& s) -> py::object {
+                               const SharedSegment* seg = s.share();
+                               if (!seg) return py::none();
+                               std::size_t processes;
+                               std::uint64_t repairs;
+                               {
+                                 py::gil_scoped_release release;  // takes the segment's lock
+                                 processes = seg->processes();
+                                 repairs = seg->repairs();
+                               }
+                               py::dict d;
+                               d["name"] = seg->name();
+                               d["path"] = SharedSegment::path_of(seg->name());
+                               d["created"] = seg->created();
+                               d["recovered"] = seg->recovered();
+                               d["rebuilt"] = seg->rebuilt();
+                               d["processes"] = processes;
+                               d["repairs"] = repairs;
+                               d["lock_owner"] = static_cast<long>(seg->lock_owner());
+                               d["released"] = seg->released();
+                               return d;
+                             })
+      .def_property_readonly("share_lock_owner",
+                             [](const Self& s) -> long {
+                               return s.share() ? static_cast<long>(s.share()->lock_owner()) : 0;
+                             })
+      .def("release_share",
+           [](Self& s) {
+             py::gil_scoped_release release;
+             s.release_share();
+           })
+      .def("claim_autosave",
+           [](Self& s) {
+             if (!s.share()) return true;
+             py::gil_scoped_release release;
+             return s.share()->claim_autosave();
+           })
+      .def(
+          "_hold_lock_for_test",
+          [](Self& s, double seconds, bool poison) {
+            py::gil_scoped_release release;
+            s.hold_lock_for_test(seconds, poison);
+          },
+          py::arg("seconds"), py::arg("poison") = false)
       .def_property_readonly("steps", [](const Self& s) { return s.counters().steps; })
       .def_property_readonly("rejected_steps",
                              [](const Self& s) { return s.counters().rejected_steps; })

@@ -4,6 +4,7 @@
 #include "livelearn/mlp.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -73,16 +74,81 @@ Mlp::Mlp(const Config& config) : config_(config) {
     act_off_.push_back(act);
     act += layer.out;
   }
-  params_.assign(offset, 0.0f);
+  own_params_.assign(offset, 0.0f);
   acts_.assign(act, 0.0f);
   deltas_.assign(act, 0.0f);
   if (config_.optimizer == Optimizer::Adam) {
-    opt_m_.assign(offset, 0.0f);
-    opt_v_.assign(offset, 0.0f);
+    own_m_.assign(offset, 0.0f);
+    own_v_.assign(offset, 0.0f);
   } else if (config_.momentum > 0.0f) {
-    opt_m_.assign(offset, 0.0f);
+    own_m_.assign(offset, 0.0f);
   }
+  params_ = {own_params_.data(), own_params_.size()};
+  opt_m_ = {own_m_.empty() ? nullptr : own_m_.data(), own_m_.size()};
+  opt_v_ = {own_v_.empty() ? nullptr : own_v_.data(), own_v_.size()};
+  init_weights();
+}
 
+Mlp::Mlp(const Mlp& o)
+    : config_(o.config_),
+      layers_(o.layers_),
+      own_params_(o.params_.begin(), o.params_.end()),
+      own_m_(o.opt_m_.begin(), o.opt_m_.end()),
+      own_v_(o.opt_v_.begin(), o.opt_v_.end()),
+      acts_(o.acts_),
+      act_off_(o.act_off_),
+      deltas_(o.deltas_),
+      own_ctr_(*o.ctr_) {
+  params_ = {own_params_.data(), own_params_.size()};
+  opt_m_ = {own_m_.empty() ? nullptr : own_m_.data(), own_m_.size()};
+  opt_v_ = {own_v_.empty() ? nullptr : own_v_.data(), own_v_.size()};
+}
+
+std::size_t Mlp::n_buffers_of(const Config& config) {
+  if (config.optimizer == Optimizer::Adam) return 3;
+  return config.momentum > 0.0f ? 2 : 1;
+}
+
+std::size_t Mlp::n_parameters_of(const Config& config) {
+  std::size_t n = 0;
+  for (std::size_t l = 0; l + 1 < config.layers.size(); ++l) {
+    n += static_cast<std::size_t>(config.layers[l]) *
+             static_cast<std::size_t>(config.layers[l + 1]) +
+         static_cast<std::size_t>(config.layers[l + 1]);
+  }
+  return n;
+}
+
+Mlp::Mlp(const Config& config, const ExternalState& ext, bool initialise) : Mlp(config) {
+  // Built as an owning model first (the same layout and fresh weights), then
+  // moved onto the external buffers.
+  const std::size_t n = own_params_.size();
+  const std::size_t n_bufs = n_buffers_of(config_);
+  if (!ext.params || !ext.counters || !ext.journal || !ext.ranges || !ext.saved ||
+      (n_bufs >= 2 && !ext.m) || (n_bufs >= 3 && !ext.v) || ext.max_ranges < n_inputs() + 1) {
+    throw std::invalid_argument("external state: a buffer is missing or too small");
+  }
+  if (initialise) {
+    std::memcpy(ext.params, own_params_.data(), n * sizeof(float));
+    if (ext.m && n_bufs >= 2) std::memset(ext.m, 0, n * sizeof(float));
+    if (ext.v && n_bufs >= 3) std::memset(ext.v, 0, n * sizeof(float));
+    *ext.counters = own_ctr_;
+    *ext.journal = StepJournal{0, 0, 0, own_ctr_};
+  }
+  params_ = {ext.params, n};
+  opt_m_ = {n_bufs >= 2 ? ext.m : nullptr, n_bufs >= 2 ? n : 0};
+  opt_v_ = {n_bufs >= 3 ? ext.v : nullptr, n_bufs >= 3 ? n : 0};
+  ctr_ = ext.counters;
+  journal_ = ext.journal;
+  journal_ranges_ = ext.ranges;
+  journal_max_ranges_ = ext.max_ranges;
+  journal_saved_ = ext.saved;
+  std::vector<float>().swap(own_params_);
+  std::vector<float>().swap(own_m_);
+  std::vector<float>().swap(own_v_);
+}
+
+void Mlp::init_weights() {
   // Glorot/Xavier uniform before tanh, sigmoid and identity; He (Kaiming)
   // uniform before relu. Biases start at zero.
   kernels::Rng rng(config_.seed);
@@ -99,6 +165,61 @@ Mlp::Mlp(const Config& config) : config_(config) {
     }
   }
   rescan_bounds();
+}
+
+// The journal (shared model only). The compiler barriers keep the record's
+// stores before `active = 1` and the write's stores after it: a process
+// killed anywhere leaves either no write or a complete record of one.
+void Mlp::journal_begin(const std::uint64_t* ranges, std::size_t n_ranges) {
+  const std::size_t n_bufs = 1 + (opt_m_.empty() ? 0 : 1) + (opt_v_.empty() ? 0 : 1);
+  float* const bufs[3] = {params_.data(), opt_m_.data(), opt_v_.data()};
+  float* out = journal_saved_;
+  for (std::size_t b = 0; b < n_bufs; ++b) {
+    for (std::size_t r = 0; r < n_ranges; ++r) {
+      std::memcpy(out, bufs[b] + ranges[2 * r], ranges[2 * r + 1] * sizeof(float));
+      out += ranges[2 * r + 1];
+    }
+  }
+  if (ranges != journal_ranges_) {
+    std::memcpy(journal_ranges_, ranges, 2 * n_ranges * sizeof(std::uint64_t));
+  }
+  journal_->n_buffers = static_cast<std::uint32_t>(n_bufs);
+  journal_->n_ranges = n_ranges;
+  journal_->saved = *ctr_;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  journal_->active = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+void Mlp::journal_full() {
+  if (!journal_) return;
+  journal_ranges_[0] = 0;
+  journal_ranges_[1] = params_.size();
+  journal_begin(journal_ranges_, 1);
+}
+
+void Mlp::journal_restore() {
+  float* const bufs[3] = {params_.data(), opt_m_.data(), opt_v_.data()};
+  const float* in = journal_saved_;
+  for (std::size_t b = 0; b < journal_->n_buffers; ++b) {
+    for (std::size_t r = 0; r < journal_->n_ranges; ++r) {
+      std::memcpy(bufs[b] + journal_ranges_[2 * r], in, journal_ranges_[2 * r + 1] * sizeof(float));
+      in += journal_ranges_[2 * r + 1];
+    }
+  }
+  *ctr_ = journal_->saved;
+}
+
+void Mlp::journal_end() {
+  if (!journal_) return;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  journal_->active = 0;
+}
+
+void Mlp::poison_for_test() {
+  if (!journal_) throw std::logic_error("poison_for_test: not a shared model");
+  journal_full();
+  params_.data()[0] = kNaN;
 }
 
 // One training step. Each part below is force-inlined into the dispatch
@@ -211,16 +332,21 @@ LL_INLINE StepResult Mlp::update(const float* x, const std::int32_t* idx, std::s
                      x_len,
                      scale,
                      wd,
-                     make_hyper(config_, steps_ + 1)};
+                     make_hyper(config_, ctr_->steps + 1)};
 
+  if (journal_) {  // shared model: every write journaled, then verified
+    if (!journaled_update<Sparse>(u)) return rejected(StepStatus::NonFiniteUpdate, loss, nullptr);
+    return trained(loss);
+  }
   float xmax = 0.0f;  // sum |x| >= max |x| (may overflow to inf: then the slow path)
   for (std::size_t j = 0; j < x_len; ++j) xmax = track_abs(xmax, x[j]);
   const double g = gradient_bound(scale, xmax, amax, dmax);
-  const Bounds next = sgd_bounds_after({w_bound_, m_bound_}, g, wd, config_, u.M != nullptr);
+  const Bounds next =
+      sgd_bounds_after({ctr_->w_bound, ctr_->m_bound}, g, wd, config_, u.M != nullptr);
   if (config_.optimizer == Optimizer::SGD && provably_finite(next)) {
     kernels::update<Sparse>(config_.optimizer, u);
-    w_bound_ = next.w;
-    m_bound_ = next.m;
+    ctr_->w_bound = next.w;
+    ctr_->m_bound = next.m;
     return trained(loss);
   }
   if (!checked_update<Sparse>(config_.optimizer, u, params_.size(), backup_)) {
@@ -232,35 +358,62 @@ LL_INLINE StepResult Mlp::update(const float* x, const std::int32_t* idx, std::s
   return trained(loss);
 }
 
+// The shared model's update: the touched ranges saved into the journal, the
+// update written, every touched value checked, restored if one is not finite.
+template <bool Sparse, class View>
+LL_INLINE bool Mlp::journaled_update(const View& u) {
+  auto& ranges = range_scratch_;
+  ranges.clear();
+  for_each_touched<Sparse>(u, params_.size(), [&](std::size_t off, std::size_t len) {
+    ranges.push_back(off);
+    ranges.push_back(len);
+  });
+  journal_begin(ranges.data(), ranges.size() / 2);
+  kernels::update<Sparse>(config_.optimizer, u);
+  float* const bufs[3] = {u.P, u.M, u.V};
+  int bad = 0;
+  for (std::size_t b = 0; b < journal_->n_buffers; ++b) {
+    for (std::size_t r = 0; r < ranges.size(); r += 2) {
+      bad |= any_not_finite(bufs[b] + ranges[r], ranges[r + 1]);
+    }
+  }
+  if (bad) journal_restore();
+  return !bad;
+}
+
 // A rejected step changes nothing but rejected_steps; a prediction not made
 // yet (input rejected) reads NaN.
 LL_INLINE StepResult Mlp::rejected(StepStatus why, double loss, float* prediction) {
-  ++rejected_steps_;
+  ++ctr_->rejected_steps;
   if (prediction) std::fill(prediction, prediction + n_outputs(), kNaN);
   return {loss, why};
 }
 
 LL_INLINE StepResult Mlp::trained(double loss) {
-  ++steps_;
-  ++version_;
+  ++ctr_->steps;
+  ++ctr_->version;
   return {loss, StepStatus::Trained};
 }
 
 // An accepted step that changed no parameter (weight 0): counted, no version.
 LL_INLINE StepResult Mlp::trained_unchanged(double loss) {
-  ++steps_;
+  ++ctr_->steps;
   return {loss, StepStatus::Trained};
 }
 
 LL_CLONES StepResult Mlp::train_step(const float* x, const float* y, float* prediction,
                                      float weight) {
-  return step<false>(x, nullptr, 0, y, prediction, weight);
+  const StepResult r = step<false>(x, nullptr, 0, y, prediction, weight);
+  journal_end();
+  return r;
 }
 
 LL_CLONES StepResult Mlp::train_step_sparse(const std::int32_t* indices, const float* values,
                                             std::size_t nnz, const float* y, float* prediction,
                                             float weight) {
-  return step<true>(values, indices, nnz, y, prediction, weight);
+  const StepResult r = step<true>(values, indices, nnz, y, prediction, weight);
+  journal_end();
+  return r;
 }
 
 namespace {
@@ -311,13 +464,13 @@ void Mlp::rescan_bounds() {
   float w = 0.0f, m = 0.0f;
   for (float v : params_) w = std::max(w, std::fabs(v));
   for (float v : opt_m_) m = std::max(m, std::fabs(v));
-  w_bound_ = w;
-  m_bound_ = m;
+  ctr_->w_bound = w;
+  ctr_->m_bound = m;
 }
 
 void Mlp::set_counters(std::uint64_t steps, std::uint64_t rejected_steps) {
-  steps_ = steps;
-  rejected_steps_ = rejected_steps;
+  ctr_->steps = steps;
+  ctr_->rejected_steps = rejected_steps;
 }
 
 void Mlp::set_learning_rate(float lr) {
@@ -438,13 +591,15 @@ void Mlp::import_state(const std::vector<const float*>& sources) {
   const auto bufs = buffers();
   const std::size_t per_buffer = 2 * layers_.size();
   std::size_t offset = 0;
+  journal_full();
   for (std::size_t t = 0; t < layout.size(); ++t) {
     if (t % per_buffer == 0) offset = 0;
     std::memcpy(bufs[t / per_buffer] + offset, sources[t], layout[t].size * sizeof(float));
     offset += layout[t].size;
   }
   rescan_bounds();
-  ++version_;
+  ++ctr_->version;
+  journal_end();
 }
 
 void Mlp::apply_delta(const std::vector<NamedTensor>& deltas, float weight,
@@ -473,6 +628,7 @@ void Mlp::apply_delta(const std::vector<const float*>& deltas, float weight) {
     }
   }
   backup_.assign(params_.begin(), params_.end());
+  journal_full();
   std::size_t offset = 0;
   for (std::size_t t = 0; t < n_tensors; ++t) {
     float* p = params_.data() + offset;
@@ -483,10 +639,12 @@ void Mlp::apply_delta(const std::vector<const float*>& deltas, float weight) {
   if (any_not_finite(params_.data(), params_.size())) {
     std::copy(backup_.begin(), backup_.begin() + static_cast<std::ptrdiff_t>(params_.size()),
               params_.begin());
+    journal_end();
     throw std::invalid_argument("delta: applying it would make a parameter non-finite");
   }
   rescan_bounds();
-  ++version_;
+  ++ctr_->version;
+  journal_end();
 }
 
 }  // namespace livelearn

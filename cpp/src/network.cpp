@@ -1,11 +1,15 @@
 #include "livelearn/network.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace livelearn {
 namespace {
@@ -49,6 +53,64 @@ void check_finite_row(const float* x, std::size_t n, std::size_t row, const char
 }  // namespace
 
 Network::Network(const Config& config) : mlp_(config) {}
+
+namespace {
+
+std::unique_ptr<SharedSegment> open_segment(const Config& config, const ShareOptions& share) {
+  config.validate();
+  SharedSegment::Options o;
+  o.name = share.name;
+  o.config_text = Network::share_text(config);
+  o.n_parameters = Mlp::n_parameters_of(config);
+  o.n_buffers = Mlp::n_buffers_of(config);
+  o.max_ranges = static_cast<std::size_t>(config.layers.front()) + 1;
+  o.lock_timeout_s = share.lock_timeout_s;
+  o.attach_timeout_s = share.attach_timeout_s;
+  return SharedSegment::open(o);
+}
+
+// The shortest decimal that reads back as the same float.
+std::string exact(float v) {
+  char buf[32];
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+}  // namespace
+
+std::string Network::share_text(const Config& c) {
+  std::string layers;
+  for (std::size_t i = 0; i < c.layers.size(); ++i) {
+    layers += (i ? ", " : "") + std::to_string(c.layers[i]);
+  }
+  return "layers=[" + layers + "] activation=" + to_string(c.hidden_activation) +
+         " output=" + to_string(c.output_activation) + " loss=" + to_string(c.loss) +
+         " optimizer=" + to_string(c.optimizer) + " learning_rate=" + exact(c.learning_rate) +
+         " momentum=" + exact(c.momentum) + " weight_decay=" + exact(c.weight_decay) +
+         " clip_norm=" + (c.clip_norm ? exact(*c.clip_norm) : std::string("none")) +
+         " beta1=" + exact(c.beta1) + " beta2=" + exact(c.beta2) + " epsilon=" + exact(c.epsilon) +
+         " seed=" + std::to_string(c.seed);
+}
+
+Network::Network(const Config& config, const ShareOptions& share)
+    : segment_(open_segment(config, share)),
+      mlp_(config, segment_->external(), segment_->created()) {
+  if (segment_->created()) segment_->publish();
+  mutex_.segment = segment_.get();
+}
+
+Network::~Network() = default;
+
+void Network::hold_lock_for_test(double seconds, bool poison) {
+  if (!segment_) throw std::logic_error("hold_lock_for_test: not a shared model");
+  std::unique_lock lock(mutex_);
+  if (poison) mlp_.poison_for_test();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  if (poison) segment_->repair();
+}
 
 namespace {
 
@@ -209,6 +271,11 @@ float Network::learning_rate() const {
 }
 
 void Network::set_learning_rate(float lr) {
+  if (segment_) {
+    throw ShareError("share '" + segment_->name() +
+                     "': the learning rate of a shared model is part of its configuration "
+                     "(every process must use the same); create the share with it instead");
+  }
   std::unique_lock lock(mutex_);
   mlp_.set_learning_rate(lr);
 }

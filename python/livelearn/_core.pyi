@@ -12,6 +12,10 @@ class StepRejected(ValueError):
     """A training step was refused (non-finite input, loss or update, or a bce target
     outside [0, 1]); the model is unchanged."""
 
+class ShareError(RuntimeError):
+    """A shared model (``share=``) cannot be created, attached or locked: a bad name,
+    an incompatible configuration, a lock held past the timeout."""
+
 @type_check_only
 class _Pybind11Type(type):
     """The metaclass of every pybind11 class (``pybind11_builtins.pybind11_type``),
@@ -33,6 +37,9 @@ class Network(metaclass=_Pybind11Type):
         beta1: float = 0.9,
         beta2: float = 0.999,
         epsilon: float = 1e-08,
+        *,
+        share: str | None = None,
+        share_timeout: float = 10.0,
     ) -> None: ...
     def train_step(self, x: ArrayLike, y: float | ArrayLike, weight: float = 1.0) -> float: ...
     def train_step_sparse(
@@ -100,6 +107,15 @@ class Network(metaclass=_Pybind11Type):
     def apply_delta(self, delta: dict[str, NDArray[Any]], weight: float = 1.0) -> None: ...
     @property
     def version(self) -> int: ...
+    @property
+    def share(self) -> str | None: ...
+    @property
+    def share_info(self) -> dict[str, Any] | None: ...
+    @property
+    def share_lock_owner(self) -> int: ...
+    def release_share(self) -> None: ...
+    def claim_autosave(self) -> bool: ...
+    def _hold_lock_for_test(self, seconds: float, poison: bool = False) -> None: ...
     @property
     def steps(self) -> int: ...
     @property

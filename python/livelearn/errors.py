@@ -22,7 +22,7 @@ A closed engine refuses more work:
 
 from __future__ import annotations
 
-from livelearn._core import StepRejected
+from livelearn._core import ShareError, StepRejected
 from livelearn.feedback import DuplicateEventId, InvalidFeedback
 from livelearn.interaction import InvalidInteraction
 
@@ -34,6 +34,7 @@ __all__ = [
     "EngineOverloaded",
     "InvalidFeedback",
     "InvalidInteraction",
+    "ShareError",
     "StepRejected",
 ]
 

@@ -124,6 +124,11 @@ class EngineStats(NamedTuple):
     """The delayed-feedback loop and its live quality (None without
     ``feedback_timeout``)."""
 
+    #: With ``Engine(share=...)``: the shared model's trained steps (every
+    #: process's) and version; None for an engine of its own.
+    model_steps: int | None = None
+    model_version: int | None = None
+
 
 class FeedbackStats(NamedTuple):
     """The delayed-feedback loop of an engine (:meth:`Engine.feedback`) at one moment.

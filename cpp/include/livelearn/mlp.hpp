@@ -67,6 +67,54 @@ struct LayerSpan {
   std::size_t w, b;
 };
 
+// The counters and guard bounds of a model: kept inside the Mlp, or in shared
+// memory (shared_segment.hpp) when several processes train one model.
+struct MlpCounters {
+  std::uint64_t steps;
+  std::uint64_t version;
+  std::uint64_t rejected_steps;
+  double w_bound;  // upper bound on max |parameter| (the guard's fast path)
+  double m_bound;  // upper bound on max |momentum|
+};
+
+// The undo record of the write in progress, for a model in shared memory: a
+// process killed mid-step leaves `active` set, and whoever takes the lock next
+// copies the saved values back (SharedSegment::repair), so a dead process's
+// half step is rolled back exactly. Plain data: it lives in the segment.
+struct StepJournal {
+  std::uint32_t active;     // 1 while a write is in progress
+  std::uint32_t n_buffers;  // how many of params, m, v the ranges cover
+  std::uint64_t n_ranges;   // (offset, length) pairs in ExternalState::ranges
+  MlpCounters saved;        // the counters before the write
+};
+
+// Where an Mlp keeps its state when it does not own it (a shared segment):
+// parameter and optimizer buffers of n_parameters() floats each (m, v null
+// when the optimizer has none), the counters and the undo journal, whose
+// `ranges` hold up to max_ranges (offset, length) pairs and `saved` up to
+// n_buffers * n_parameters() floats.
+struct ExternalState {
+  float* params;
+  float* m;
+  float* v;
+  MlpCounters* counters;
+  StepJournal* journal;
+  std::uint64_t* ranges;
+  std::size_t max_ranges;
+  float* saved;
+};
+
+// A view of a float buffer the Mlp either owns or borrows.
+struct FloatSpan {
+  float* p = nullptr;
+  std::size_t n = 0;
+  float* data() const { return p; }
+  std::size_t size() const { return n; }
+  bool empty() const { return n == 0; }
+  float* begin() const { return p; }
+  float* end() const { return p + n; }
+};
+
 // Scratch space for a forward pass; one per concurrent reader.
 struct ForwardScratch {
   std::vector<float> a;
@@ -76,6 +124,18 @@ struct ForwardScratch {
 class Mlp {
  public:
   explicit Mlp(const Config& config);
+  // A model whose parameters, optimizer state and counters live in `ext`
+  // (shared memory). With `initialise` the fresh weights (and zero
+  // counters) are written there; without, the state already there is used.
+  // Every write is journaled into ext.journal first (see StepJournal).
+  Mlp(const Config& config, const ExternalState& ext, bool initialise);
+  // A copy owns its state (a copy of a shared model is a local snapshot).
+  Mlp(const Mlp& other);
+  Mlp& operator=(const Mlp&) = delete;
+
+  // How many buffers (parameters, then optimizer buffers) a configuration has.
+  static std::size_t n_buffers_of(const Config& config);
+  static std::size_t n_parameters_of(const Config& config);
 
   const Config& config() const { return config_; }
   std::size_t n_inputs() const { return static_cast<std::size_t>(config_.layers.front()); }
@@ -108,8 +168,8 @@ class Mlp {
   void predict_sparse(const std::int32_t* indices, const float* values, std::size_t nnz, float* out,
                       ForwardScratch& scratch) const;
 
-  std::uint64_t steps() const { return steps_; }
-  std::uint64_t rejected_steps() const { return rejected_steps_; }
+  std::uint64_t steps() const { return ctr_->steps; }
+  std::uint64_t rejected_steps() const { return ctr_->rejected_steps; }
   void set_counters(std::uint64_t steps, std::uint64_t rejected_steps);
 
   float learning_rate() const { return config_.learning_rate; }
@@ -140,7 +200,12 @@ class Mlp {
   void apply_delta(const std::vector<const float*>& deltas, float weight);
 
   // Counts every change of the parameters: accepted steps, imports, deltas.
-  std::uint64_t version() const { return version_; }
+  std::uint64_t version() const { return ctr_->version; }
+
+  // Test hook of the shared model: journals the whole state, then writes a
+  // NaN into the first parameter, as a step killed halfway could leave it
+  // (the caller holds the lock and is then killed; see SharedSegment::repair).
+  void poison_for_test();
 
  private:
   // The parts of a training step, in order (mlp.cpp).
@@ -159,25 +224,37 @@ class Mlp {
   StepResult trained_unchanged(double loss);
 
   void rescan_bounds();
+  void init_weights();
+  // The journal of the shared model (no-ops when journal_ is null).
+  void journal_begin(const std::uint64_t* ranges, std::size_t n_ranges);
+  void journal_full();
+  void journal_restore();
+  void journal_end();
+  template <bool Sparse, class View>
+  bool journaled_update(const View& u);
   std::vector<float*> buffers();
   std::vector<const float*> buffers() const;
 
   Config config_;
   std::vector<LayerSpan> layers_;
-  std::vector<float> params_;
-  std::vector<float> opt_m_;  // momentum velocity, or Adam first moment
-  std::vector<float> opt_v_;  // Adam second moment
-  std::vector<float> acts_;   // activations of every layer, input excluded
+  std::vector<float> own_params_, own_m_, own_v_;  // empty when the state is external
+  FloatSpan params_;
+  FloatSpan opt_m_;          // momentum velocity, or Adam first moment
+  FloatSpan opt_v_;          // Adam second moment
+  std::vector<float> acts_;  // activations of every layer, input excluded
   std::vector<std::size_t> act_off_;
   std::vector<float> deltas_;  // dLoss/dz of every non-input layer
   std::vector<float> backup_;  // what a step overwrites, restored if it fails
   // Upper bounds on max |parameter| and max |momentum| (the guard's fast
   // path, kernels/guard.hpp).
-  double w_bound_ = 0.0;
-  double m_bound_ = 0.0;
-  std::uint64_t steps_ = 0;
-  std::uint64_t version_ = 0;
-  std::uint64_t rejected_steps_ = 0;
+  MlpCounters own_ctr_{0, 0, 0, 0.0, 0.0};
+  MlpCounters* ctr_ = &own_ctr_;
+  // Shared model only: the undo journal in the segment.
+  StepJournal* journal_ = nullptr;
+  std::uint64_t* journal_ranges_ = nullptr;
+  std::size_t journal_max_ranges_ = 0;
+  float* journal_saved_ = nullptr;
+  std::vector<std::uint64_t> range_scratch_;
 };
 
 }  // namespace livelearn

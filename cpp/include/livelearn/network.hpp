@@ -7,12 +7,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "livelearn/mlp.hpp"
 #include "livelearn/rwlock.hpp"
+#include "livelearn/shared_segment.hpp"
 
 namespace livelearn {
 
@@ -29,9 +31,39 @@ struct CsrView {
   const float* values;
 };
 
+// Options of a shared model (Network(config, share)).
+struct ShareOptions {
+  std::string name;
+  double lock_timeout_s = 10.0;
+  double attach_timeout_s = 5.0;
+};
+
 class Network {
  public:
   explicit Network(const Config& config);
+  // The model of share `share.name`: created (fresh weights) if no live
+  // process holds it, else attached; its weights, optimizer state, counters
+  // and version live in shared memory (SharedSegment) and every lock below
+  // is the segment's robust mutex (readers included). Throws ShareError.
+  Network(const Config& config, const ShareOptions& share);
+  ~Network();
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  // Null for a process-local model.
+  const SharedSegment* share() const { return segment_.get(); }
+  SharedSegment* share() { return segment_.get(); }
+  // See SharedSegment::release (no-op for a local model).
+  void release_share() {
+    if (segment_) segment_->release();
+  }
+  // The configuration text two shared models must agree on.
+  static std::string share_text(const Config& config);
+  // Test hook: takes the lock, journals the state, writes a NaN into the
+  // first parameter (as a half-written step), then holds the lock for
+  // `seconds` before undoing it all. Kill the process meanwhile to test
+  // recovery. Throws std::logic_error on a local model.
+  void hold_lock_for_test(double seconds, bool poison);
 
   const Config& config() const { return mlp_.config(); }
   std::size_t n_inputs() const { return mlp_.n_inputs(); }
@@ -92,8 +124,46 @@ class Network {
   std::uint64_t version() const;
 
  private:
+  // The model lock: the local RwLock, or the shared segment's robust mutex
+  // (shared and exclusive are then one lock). A BasicLockable and
+  // SharedLockable for std::unique_lock / std::shared_lock.
+  class ModelLock {
+   public:
+    void lock() {
+      if (segment) {
+        segment->lock();
+      } else {
+        local.lock();
+      }
+    }
+    void unlock() {
+      if (segment) {
+        segment->unlock();
+      } else {
+        local.unlock();
+      }
+    }
+    void lock_shared() {
+      if (segment) {
+        segment->lock();
+      } else {
+        local.lock_shared();
+      }
+    }
+    void unlock_shared() {
+      if (segment) {
+        segment->unlock();
+      } else {
+        local.unlock_shared();
+      }
+    }
+    RwLock local;
+    SharedSegment* segment = nullptr;
+  };
+
+  std::unique_ptr<SharedSegment> segment_;  // before mlp_: the Mlp points into it
   Mlp mlp_;
-  mutable RwLock mutex_;
+  mutable ModelLock mutex_;
 };
 
 }  // namespace livelearn

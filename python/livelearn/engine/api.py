@@ -28,6 +28,7 @@ from livelearn.engine.forking import ForkHooks
 from livelearn.engine.forking import register as register_for_fork
 from livelearn.engine.inputs import outcome_blind
 from livelearn.engine.joining import Joiner, wait_idle
+from livelearn.engine.sharing import SharedAutoSaver, load_shared, open_shared, shared_counts
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
@@ -136,6 +137,15 @@ class Engine:
             ``clip_norm`` are at their defaults (those arguments configure
             the MLP only); else the MLP. ``Engine()`` is the seed's 4-input MLP.
         embedding_dim: the field model's embedding size per hashed feature.
+        share: a name (letters, digits, ``.``, ``_``, ``-``): every engine of this
+            machine with the same ``share`` and the same network configuration
+            trains and predicts one model in shared memory (see
+            :mod:`livelearn.engine.sharing` and the sharing docs); each keeps its
+            own queue, Futures, history and counters, ``network.steps`` counts
+            every process's steps and :meth:`stats` shows both. The MLP only
+            (``model="auto"`` picks it). Raises
+            :class:`~livelearn.errors.ShareError` if the share holds another
+            configuration.
         checkpoint_interval: save when this many seconds passed since the last save
             (checked after each batch). A due save runs in a background thread
             (one at a time); training only pauses while the state is copied.
@@ -221,6 +231,7 @@ class Engine:
         negative_sampling: float | None = None,
         awaiting_on_close: str = "keep",
         quality_window: int = 10_000,
+        share: str | None = None,
     ) -> None:
         hidden = check_sizes("hidden_layers", hidden_layers)
         check_choice("model", model, _MODELS)
@@ -259,8 +270,10 @@ class Engine:
             and weight_decay == 0.0
             and clip_norm is None
         )
+        if share is not None and model == "field":
+            raise ValueError("share: the field model cannot be shared yet; use model='mlp'")
         if model == "auto":
-            auto_field = (
+            auto_field = share is None and (
                 isinstance(self._encoder, HashedFeatureEncoder)
                 and mlp_defaults
                 and mapper.n_outputs == 1
@@ -309,7 +322,11 @@ class Engine:
                 clip_norm=clip_norm,
                 seed=seed,
             )
-            self._network = Network(**self._network_config)
+            if share is None:
+                self._network = Network(**self._network_config)
+            else:
+                self._network = open_shared(self._network_config, share)
+        self._share = share
         self._hidden_layers = hidden
         if self._workers > 1:
             warnings.warn(
@@ -328,7 +345,15 @@ class Engine:
         )
         self._autosave: AutoSaver | None = None  # None: no cost on the hot path
         if (checkpoint_path, checkpoint_every, checkpoint_interval) != (None, None, None):
-            self._autosave = AutoSaver(checkpoint_path, checkpoint_every, checkpoint_interval)
+            if share is None:
+                self._autosave = AutoSaver(checkpoint_path, checkpoint_every, checkpoint_interval)
+            else:  # one process of the share saves at a time
+                self._autosave = SharedAutoSaver(
+                    checkpoint_path,
+                    checkpoint_every,
+                    checkpoint_interval,
+                    cast("Any", self._network),
+                )
         self._dispatcher = Dispatcher(
             self._queue,
             self._encoder,
@@ -453,6 +478,8 @@ class Engine:
             self._queue.close()
         if wait:
             self._closed = self._dispatcher.join(timeout)
+            if self._closed and isinstance(self._network, Network) and self._share is not None:
+                self._network.release_share()  # still readable here; the last removes it
 
     def __enter__(self) -> Engine:
         return self.initialize()
@@ -629,6 +656,7 @@ class Engine:
         targets: TargetFn | None = None,
         initialize: bool = True,
         clock: Clock | None = None,
+        share: str | None = None,
     ) -> Engine:
         """Rebuild an engine from :meth:`save` output, exactly where it stopped.
 
@@ -637,8 +665,13 @@ class Engine:
         :class:`~livelearn.checkpoint.CheckpointError` for any damaged or
         foreign file; nothing half-loaded is ever returned. ``clock`` supplies
         the clock object of an engine saved with a custom one; examples that
-        awaited their outcome at the save await it again.
+        awaited their outcome at the save await it again. With ``share``, the
+        first live process of the share loads the file into the shared model;
+        later ones attach and keep the live model (see
+        :func:`livelearn.engine.sharing.load_shared`).
         """
+        if share is not None:
+            return load_shared(path, cls, share, targets=targets, initialize=initialize)
         return persistence.load_engine(
             path, cls, targets=targets, initialize=initialize, clock=clock
         )
@@ -878,7 +911,15 @@ class Engine:
                 last_example_time=c.last_example_time,
                 started_at=self._started_at,
                 feedback=fb,
+                **self._model_counts(),
             )
+
+    def _model_counts(self) -> dict[str, int]:
+        """The shared model's counters for :meth:`stats` (none when not shared)."""
+        counts = shared_counts(cast("Network", self._network)) if self._share else None
+        if counts is None:
+            return {}
+        return {"model_steps": counts[0], "model_version": counts[1]}
 
     @property
     def history(self) -> list[TrainingExample]:
