@@ -353,7 +353,9 @@ def _count(counter: Counter[int], lock: threading.Lock, key: int) -> None:
 
 
 # ----------------------------------------------------------------- checkpoints
-def test_awaiting_examples_survive_save_and_load(tmp_path: Path) -> None:
+def test_awaiting_examples_survive_save_and_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "e.safetensors"
     with engine(feedback_timeout=100.0, clock="event", late_policy="correct") as e:
         served = {i: e.predict(it(i, float(i)), event_id=f"i{i}") for i in range(5)}
@@ -361,6 +363,10 @@ def test_awaiting_examples_survive_save_and_load(tmp_path: Path) -> None:
     e.save(path)  # after close(): awaiting_on_close="keep"
     n = struct.unpack("<Q", path.read_bytes()[:8])[0]
     assert json.loads(path.read_bytes()[8 : 8 + n])["__metadata__"]["format_version"] == "2"
+    from livelearn.cli import main
+
+    assert main(["inspect", str(path)]) == 0
+    assert "4 example(s) awaiting their outcome" in capsys.readouterr().out
     loaded = Engine.load(path)
     try:
         stats = fb(loaded)

@@ -159,6 +159,18 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(line("history", "empty"))
+    join = meta.get("join")
+    if isinstance(join, dict) and isinstance(join.get("store"), dict):
+        ids = join["store"].get("ids", [])
+        engine_cfg = meta.get("engine", {})
+        print(
+            line(
+                "awaiting",
+                f"{len(ids):,} example(s) awaiting their outcome "
+                f"(feedback_timeout {engine_cfg.get('feedback_timeout')} s, "
+                f"clock {engine_cfg.get('clock')!r})",
+            )
+        )
     return 0
 
 
