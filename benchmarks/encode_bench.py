@@ -3,7 +3,8 @@
 For each encoder (the dense default ``FeatureEncoder``, the default
 ``HashedFeatureEncoder``) and each method the engine uses, the µs per row of one
 row and of a batch of 1000 rows, native and reference alternated, and their ratio.
-Writes ``benchmarks/results/encode.json``.
+Then ``Engine.predict`` of one interaction end to end (encode + native forward) with
+the native encoder and with the reference one. Writes ``benchmarks/results/encode.json``.
 
     PYTHONPATH=python python benchmarks/encode_bench.py [--repeat 5]
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from livelearn import Engine
 from livelearn.datasets import simulate_interactions
 from livelearn.features import FeatureEncoder, HashedFeatureEncoder, reference_encoder
 from livelearn.interaction import InteractionData
@@ -101,6 +103,34 @@ def main() -> None:
                 f"{name:24} {label:32} native {native:8.3f} µs  python {python:8.3f} µs  "
                 f"x{python / native:6.1f}"
             )
+    # Engine.predict end to end (encode + native forward), native vs reference encoder.
+    for name, enc in encoders.items():
+        engines = {}
+        for label, e in (("native", enc), ("python", reference_encoder(enc))):
+            engine = Engine(features=e, log_every=0)
+            engine.initialize()
+            assert engine.features is e  # no targets: the encoder is used as given
+            engines[label] = engine
+        times: dict[str, list[float]] = {"native": [], "python": []}
+        for _ in range(args.repeat):
+            for label, engine in engines.items():
+                times[label].append(_per_row(lambda engine=engine: engine.predict(xs[0]), 1))
+        native, python = min(times["native"]), min(times["python"])
+        for engine in engines.values():
+            engine.close()
+        rows.append(
+            {
+                "encoder": name,
+                "method": "Engine.predict (1 row)",
+                "native_us_per_row": round(native, 3),
+                "python_us_per_row": round(python, 3),
+                "speedup": round(python / native, 1),
+            }
+        )
+        print(
+            f"{name:24} {'Engine.predict (1 row)':32} native {native:8.3f} µs  "
+            f"python {python:8.3f} µs  x{python / native:6.1f}"
+        )
     out = {"load_average": os.getloadavg(), "rows": rows}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

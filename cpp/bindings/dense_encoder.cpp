@@ -35,7 +35,7 @@ ReadOptions options_for(const Dense4& self, const double* local) {
 }
 
 py::object encode_many(const Dense4& self, py::handle items, std::optional<F64> local) {
-  thread_local InteractionBatch batch;
+  InteractionBatch batch;  // per call: reading may run Python code (a Mapping's items())
   const Py_ssize_t n = PyObject_Length(items.ptr());
   if (n < 0) throw py::error_already_set();
   if (local && (local->ndim() != 1 || local->shape(0) != n)) {
@@ -50,7 +50,7 @@ py::object encode_many(const Dense4& self, py::handle items, std::optional<F64> 
 }
 
 py::object encode_one(const Dense4& self, py::handle item, std::optional<double> local) {
-  thread_local InteractionBatch batch;
+  InteractionBatch batch;  // per call: reading may run Python code (a Mapping's items())
   double value = local.value_or(0.0);
   py::tuple one = py::make_tuple(item);
   if (!read_interactions(one, batch, options_for(self, local ? &value : nullptr))) {

@@ -65,8 +65,8 @@ std::size_t length_of(py::handle items) {
 }
 
 py::object sparse_many(const Bound& self, py::handle items, std::optional<F64> local) {
-  thread_local InteractionBatch batch;
-  thread_local CsrOut out;
+  InteractionBatch batch;  // per call: reading may run Python code (a Mapping's items())
+  CsrOut out;
   const ReadOptions options = options_for(self.encoder, self.utc_offset, local, length_of(items));
   if (!read_interactions(items, batch, options)) return py::none();
   const bool ok = encode(batch, out, [&](const InteractionBatch& b, CsrOut& o) {
@@ -77,8 +77,8 @@ py::object sparse_many(const Bound& self, py::handle items, std::optional<F64> l
 }
 
 py::object sparse_one(const Bound& self, py::handle item, std::optional<double> local) {
-  thread_local InteractionBatch batch;
-  thread_local CsrOut out;
+  InteractionBatch batch;  // per call: reading may run Python code (a Mapping's items())
+  CsrOut out;
   ReadOptions options;
   options.float_text = self.encoder.needs_float_text();
   double local_value = 0.0;
@@ -97,8 +97,8 @@ py::object sparse_one(const Bound& self, py::handle item, std::optional<double> 
 }
 
 py::object fields_many(const Bound& self, py::handle items, std::optional<F64> local) {
-  thread_local InteractionBatch batch;
-  thread_local FieldsOut out;
+  InteractionBatch batch;  // per call: reading may run Python code (a Mapping's items())
+  FieldsOut out;
   const ReadOptions options = options_for(self.encoder, self.utc_offset, local, length_of(items));
   if (!read_interactions(items, batch, options)) return py::none();
   const bool ok = encode(batch, out, [&](const InteractionBatch& b, FieldsOut& o) {

@@ -2,7 +2,11 @@
 // and the layout of HashedEncoder rows (columns, collisions, fields).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "livelearn/encoder.hpp"
 #include "livelearn/hashing.hpp"

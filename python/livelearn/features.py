@@ -353,11 +353,11 @@ class FeatureEncoder:
         """
         zone = self._clock.name or repr(self._clock.tz)
         return [
-            "action_type_hash (unit_hash(action_type) in [-1, 1))"
+            f"action_type_hash (unit_hash(action_type) in [-1, 1), {HASH_NAME})"
             if self._action
             else "action_type left out (always 0.0: the target is derived from it)",
             f"time_of_day (seconds since midnight {zone} / 86400)",
-            "user_hash (unit_hash(user_id) in [-1, 1))",
+            f"user_hash (unit_hash(user_id) in [-1, 1), {HASH_NAME})",
             "has_context (1 if context is non-empty else 0)",
         ]
 
@@ -1031,7 +1031,7 @@ class HashedFeatureEncoder:
 
         Example:
             >>> HashedFeatureEncoder(n_buckets=8, time_features=False).describe()
-            ['bias', '1..8: hashed buckets (action, user, context:*, user x action)']
+            ['bias', '1..8: hashed buckets (action, user, context:*, user x action; blake2b-64)']
         """
         names: list[str] = []
         if self._bias:
@@ -1050,7 +1050,9 @@ class HashedFeatureEncoder:
             sources += [f"context:{key}" for key in self._context_keys]
         sources += [f"{a} x {b}" for a, b in self._crosses]
         k = self._k
-        names.append(f"{k}..{k + self._n_buckets - 1}: hashed buckets ({', '.join(sources)})")
+        names.append(
+            f"{k}..{k + self._n_buckets - 1}: hashed buckets ({', '.join(sources)}; {HASH_NAME})"
+        )
         return names
 
 
