@@ -323,7 +323,7 @@ void livelearn::bindings::register_field_model(py::module_& m) {
           py::arg("activation") = "relu", py::arg("loss") = "bce", py::arg("optimizer") = "adagrad",
           py::arg("learning_rate") = 0.1, py::arg("embedding_learning_rate") = 0.2,
           py::arg("mlp_learning_rate") = 0.02, py::arg("bias_learning_rate") = 1.0,
-          py::arg("l1") = 0.0, py::arg("l2") = 0.01, py::arg("embedding_l2") = 0.01,
+          py::arg("l1") = 0.0, py::arg("l2") = 0.02, py::arg("embedding_l2") = 0.01,
           py::arg("ftrl_beta") = 1.0, py::arg("initial_accumulator") = 0.1,
           py::arg("epsilon") = 1e-8, py::arg("init_std") = 0.05, py::arg("bias_init") = 0.0,
           py::arg("seed") = 0, py::arg("dense_factors") = false, py::arg("running_bias") = true,
