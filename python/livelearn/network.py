@@ -112,6 +112,13 @@ class Network(_core.Network):
     training step holds the network's lock for one step, so a concurrent
     ``predict`` waits for at most one step.
 
+    ``share="NAME"`` (keyword only) puts the state in shared memory: every
+    process of the machine that builds a network with the same name and
+    configuration trains and predicts this one model, under a robust
+    process-shared lock (``share_timeout`` seconds at most per wait; see
+    :mod:`livelearn.engine.sharing`). ``share_info`` describes the segment,
+    ``release_share()`` detaches (the last one removes it).
+
     Example:
         >>> import numpy as np
         >>> from livelearn import Network
