@@ -49,6 +49,7 @@ TEST(HashedEncoder, OneBucketSumsCollisions) {
   HashedEncoderConfig c;
   c.n_buckets = 1;
   c.time = false;
+  c.crosses = {{"user", "action"}};
   HashedEncoder enc(c);
   EXPECT_EQ(enc.n_inputs(), 2);
   CsrOut out;
