@@ -157,6 +157,16 @@ def test_demo_simulate(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "sim" / "report.json").read_text())
     assert report["bayes_log_loss"] < report["log_loss"] < report["base_rate_log_loss"]
     assert report["roc_auc"] > 0.6
+    # The share of the learnable gap closed, and the curve drawn without matplotlib.
+    gap = (report["base_rate_log_loss"] - report["log_loss"]) / (
+        report["base_rate_log_loss"] - report["bayes_log_loss"]
+    )
+    assert report["gap_closed"] == pytest.approx(gap)
+    assert f"closes {100 * gap:.0f} % of the gap" in result.stdout
+    curves = [ln for ln in result.stdout.splitlines() if "▁" in ln or "█" in ln]
+    assert len(curves) >= 4, result.stdout  # model, base rate, Bayes, the scale
+    svg = (tmp_path / "sim" / "loss_curve.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 3
 
 
 def test_demo_without_matplotlib(tmp_path: Path) -> None:
@@ -167,6 +177,8 @@ def test_demo_without_matplotlib(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "pip install 'livelearn[plot]'" in result.stdout
     assert not (tmp_path / "d" / "loss_curve.png").exists()
+    assert (tmp_path / "d" / "loss_curve.svg").read_text().count("<polyline") == 2
+    assert "█" in result.stdout  # the sparkline curves need no matplotlib
     assert (tmp_path / "d" / "checkpoint.safetensors").exists()
 
 
