@@ -199,7 +199,8 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
         errno = err;
         fail_errno(o.name, "cannot map the segment");
       }
-      auto* h = static_cast<SegmentHeader*>(p);  // zero-filled by ftruncate
+      auto* h = static_cast<SegmentHeader*>(p);              // zero-filled by ftruncate
+      h->state.store(kCreating, std::memory_order_relaxed);  // published by publish()
       h->creator_pid = seg->pid_;
       h->magic = kMagic;
       h->layout_version = kLayoutVersion;
