@@ -107,6 +107,16 @@ void relax() {
 #endif
 }
 
+// Whether the mutex looks held (glibc: its futex word holds the owner's tid).
+bool held_hint(const pthread_mutex_t& m) {
+#if defined(__GLIBC__)
+  return __atomic_load_n(&m.__data.__lock, __ATOMIC_RELAXED) != 0;
+#else
+  (void)m;
+  return false;
+#endif
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -189,7 +199,8 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
         errno = err;
         fail_errno(o.name, "cannot map the segment");
       }
-      auto* h = static_cast<SegmentHeader*>(p);  // zero-filled by ftruncate
+      auto* h = static_cast<SegmentHeader*>(p);              // zero-filled by ftruncate
+      h->state.store(kCreating, std::memory_order_relaxed);  // published by publish()
       h->creator_pid = seg->pid_;
       h->magic = kMagic;
       h->layout_version = kLayoutVersion;
@@ -283,7 +294,8 @@ std::unique_ptr<SharedSegment> SharedSegment::open(const Options& o) {
     seg->size_ = mapped;
     seg->fd_ = fd;
     seg->lock();
-    if (h->unlinked) {  // the last user removed it just now: start again
+    if (h->unlinked) {  // the last user removed it (or died removing it): start again
+      if (same_file(fd, path)) shm_unlink(seg->shm_name_.c_str());
       seg->unlock();
       munmap(h, mapped);
       close(fd);
@@ -390,10 +402,15 @@ ExternalState SharedSegment::external() const {
 }
 
 bool SharedSegment::lock_for(double seconds) {
+  // Spin first (test and test-and-set: the lock word is read, and only a free
+  // lock is tried, so waiting processes do not pull the holder's cache line).
   int rc = EBUSY;
-  for (int i = 0; i < kSpins && rc == EBUSY; ++i) {
-    rc = pthread_mutex_trylock(&header_->mutex);
-    if (rc == EBUSY) relax();
+  for (int i = 0; i < kSpins; ++i) {
+    if (!held_hint(header_->mutex)) {
+      rc = pthread_mutex_trylock(&header_->mutex);
+      if (rc != EBUSY) break;
+    }
+    relax();
   }
   if (rc == EBUSY) {
     struct timespec ts {};
