@@ -35,7 +35,7 @@ from livelearn.engine.submission import (
 from livelearn.errors import EngineClosed, EngineNotInitialized
 from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
 from livelearn.field_network import FieldNetwork
-from livelearn.futures import StepFuture, resolve_all
+from livelearn.futures import StepFuture, new_futures, resolve_all
 from livelearn.history import History
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.network import Network, network_config
@@ -464,12 +464,12 @@ class Engine:
         Future says so). Raises :class:`EngineClosed` after :meth:`close`, and
         :class:`EngineOverloaded` under the ``"raise"`` policy when full.
         """
-        future: StepFuture[StepResult] = StepFuture(self._done)
         if self._initialized:
-            self._queue.put(interaction, future)
+            future = self._queue.put(interaction)
         elif self._closing:
             raise EngineClosed("train_step after close()")
         else:
+            future = StepFuture(self._done)
             self._skip_uninitialized([future])
         if self._submit_hooks:
             self._notify_submit((future,))
@@ -486,7 +486,7 @@ class Engine:
             raise EngineClosed(self._queue.closed_message("train_many"))
         items = list(interactions)
         done = self._done
-        futures: list[StepFuture[StepResult]] = [StepFuture(done) for _ in items]
+        futures: list[StepFuture[StepResult]] = new_futures(done, len(items))
         if not self._initialized:
             self._skip_uninitialized(futures)
         else:

@@ -151,19 +151,24 @@ def _select_csr(indptr: Any, indices: Any, values: Any, keep: list[int]) -> tupl
     return new_indptr, np.zeros(0, np.int32), np.zeros(0, np.float32)
 
 
+Selector = slice | NDArray[np.bool_]
+"""Rows of a batch: a boolean mask, or ``slice(None)`` for all of them."""
+
+
 def sparse_rows(
-    features: tuple[Any, Any, Any], mask: NDArray[np.bool_]
+    features: tuple[Any, Any, Any], mask: Selector
 ) -> list[tuple[NDArray[np.int32], NDArray[np.float32]]]:
     """Copies of the CSR rows selected by ``mask`` (for the history)."""
     indptr, indices, values = features
+    selected = range(len(indptr) - 1)[mask] if isinstance(mask, slice) else np.flatnonzero(mask)
     return [
         (indices[indptr[r] : indptr[r + 1]].copy(), values[indptr[r] : indptr[r + 1]].copy())
-        for r in np.flatnonzero(mask).tolist()
+        for r in (selected.tolist() if isinstance(selected, np.ndarray) else selected)
     ]
 
 
 def history_rows(
-    features: Features, mask: NDArray[np.bool_]
+    features: Features, mask: Selector
 ) -> tuple[NDArray[np.float32] | None, list[tuple[NDArray[np.int32], NDArray[np.float32]]] | None]:
     """The rows selected by ``mask`` as the history stores them: dense rows, or
     CSR rows in the encoder's column layout (a field batch is mapped back to it:

@@ -92,14 +92,17 @@ class Ledger:
         made it invalid) and whether any item was rejected."""
         n = len(batch.items)
         rows = batch.rows
-        trained = status == 0  # the one mask: rows the network learned from
-        n_trained = int(np.count_nonzero(trained))
+        ok = status == 0
+        n_trained = int(np.count_nonzero(ok))
+        # The one selector of the rows the network learned from: a slice when it
+        # learned from all of them (a view, where a mask would copy every array).
+        trained: slice | NDArray[np.bool_] = slice(None) if n_trained == len(status) else ok
         loss_list = losses.tolist()
         pred_list: list[Any] = preds[:, 0].tolist() if preds.shape[1] == 1 else list(preds)
         row_results: list[object] = list(
             map(_new_result, zip(steps.tolist(), loss_list, pred_list, repeat(StepStatus.TRAINED)))
         )
-        for j in np.flatnonzero(~trained).tolist():
+        for j in np.flatnonzero(~ok).tolist() if n_trained < len(status) else ():
             loss_j = loss_list[j]
             row_results[j] = StepResult(
                 None,

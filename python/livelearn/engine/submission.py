@@ -52,6 +52,7 @@ _DROPPED = "dropped: the queue was full (overload='drop_oldest')"
 _ROOM_POLL_S = 0.1
 
 Entry = tuple[object, StepFuture[StepResult]]
+_new = object.__new__
 
 # .active is True inside dispatcher threads (set by the dispatcher).
 in_dispatcher = threading.local()
@@ -96,8 +97,12 @@ class SubmissionQueue:
         with self.lock:
             self.submitted += n
 
-    def put(self, interaction: object, future: StepFuture[StepResult]) -> None:
-        """Queue one entry (``train_step``), applying the overload policy."""
+    def put(self, interaction: object) -> StepFuture[StepResult]:
+        """Queue one entry (``train_step``), applying the overload policy;
+        returns its new Future."""
+        # new_future() inlined: train_step is the hottest call there is.
+        future: StepFuture[StepResult] = _new(StepFuture)
+        future._condition = self._done
         items = self.items
         overflow = False
         while True:
@@ -116,6 +121,7 @@ class SubmissionQueue:
             self.wake.set()
         elif seq % self._yield_every == 0 and len(items) >= self.batch_size:
             time.sleep(0)  # see YIELD_EVERY_BATCHES
+        return future
 
     def put_many(
         self, interactions: Sequence[object], futures: Sequence[StepFuture[StepResult]]
