@@ -66,6 +66,20 @@ SubmitHook = Callable[[Sequence[StepFuture[StepResult]]], None]
 _MODELS = ("auto", "mlp", "field")
 
 
+class _OneRowIndptr(dict[int, NDArray[np.int64]]):
+    """``[0, n]`` as an int64 array, built once per ``n`` (a one-row CSR)."""
+
+    def __missing__(self, n: int) -> NDArray[np.int64]:
+        value = np.array([0, n], dtype=np.int64)
+        value.flags.writeable = False
+        if len(self) < 4096:
+            self[n] = value
+        return value
+
+
+_ONE_ROW = _OneRowIndptr()
+
+
 class Engine:
     """Learns live from interactions: ``train_step`` returns a Future at once.
 
@@ -625,6 +639,32 @@ class Engine:
         for bad input and :class:`EngineNotInitialized` before
         :meth:`initialize`.
         """
+        if not self._initialized:
+            raise EngineNotInitialized("predict() before initialize()")
+        if self._forked:
+            raise EngineClosed(_FORKED_MESSAGE)
+        enc = self._encoder
+        kind = type(enc)
+        if kind is FeatureEncoder or kind is HashedFeatureEncoder:
+            # One row, the lean way: the built-in encoders' one-row form and a
+            # single native forward pass (same values as predict_many).
+            if not isinstance(interaction, InteractionData):
+                raise InvalidInteraction(
+                    "interaction", f"expected InteractionData, got {type(interaction).__name__}"
+                )
+            network = self._network
+            if isinstance(network, FieldNetwork):
+                hashed = cast("HashedFeatureEncoder", enc)
+                _, indices, values, fields, dense = hashed.encode_fields_many((interaction,))
+                return network.predict_row(
+                    indices, values, fields, dense[0] if hashed.n_dense else None
+                )
+            if kind is FeatureEncoder:
+                row = network.predict(enc.encode(interaction))
+            else:
+                indices, values = enc.encode_sparse(interaction)
+                row = network.predict_sparse(_ONE_ROW[len(indices)], indices, values)[0]
+            return float(row[0]) if len(row) == 1 else row
         out = self.predict_many([interaction])
         return float(out[0, 0]) if out.shape[1] == 1 else out[0]
 

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from livelearn.features import Encoder, HashedFeatureEncoder
+from livelearn.history import Csr
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.targets import TargetMapper
 
@@ -155,21 +156,21 @@ Selector = slice | NDArray[np.bool_]
 """Rows of a batch: a boolean mask, or ``slice(None)`` for all of them."""
 
 
-def sparse_rows(
-    features: tuple[Any, Any, Any], mask: Selector
-) -> list[tuple[NDArray[np.int32], NDArray[np.float32]]]:
-    """Copies of the CSR rows selected by ``mask`` (for the history)."""
+def sparse_rows(features: tuple[Any, Any, Any], mask: Selector) -> Csr:
+    """The CSR rows selected by ``mask``, in bulk (the history copies them)."""
     indptr, indices, values = features
-    selected = range(len(indptr) - 1)[mask] if isinstance(mask, slice) else np.flatnonzero(mask)
-    return [
-        (indices[indptr[r] : indptr[r + 1]].copy(), values[indptr[r] : indptr[r + 1]].copy())
-        for r in (selected.tolist() if isinstance(selected, np.ndarray) else selected)
-    ]
+    if isinstance(mask, slice):
+        return indptr, indices, values
+    lengths = np.diff(indptr)
+    entries = np.repeat(mask, lengths)
+    new_indptr = np.zeros(int(np.count_nonzero(mask)) + 1, dtype=np.int64)
+    np.cumsum(lengths[mask], out=new_indptr[1:])
+    return new_indptr, indices[entries], values[entries]
 
 
 def history_rows(
     features: Features, mask: Selector
-) -> tuple[NDArray[np.float32] | None, list[tuple[NDArray[np.int32], NDArray[np.float32]]] | None]:
+) -> tuple[NDArray[np.float32] | None, Csr | None]:
     """The rows selected by ``mask`` as the history stores them: dense rows, or
     CSR rows in the encoder's column layout (a field batch is mapped back to it:
     dense slots first, then ``n_dense + bucket``, collisions summed)."""
