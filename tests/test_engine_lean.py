@@ -136,3 +136,26 @@ def test_a_batch_with_a_rejected_row_still_resolves_eagerly() -> None:
     ]
     assert [r.step for r in results] == [1, None, 2]
     assert engine.stats().rejected == 1 and engine.stats().steps == 2
+
+
+def test_a_resolved_unread_future_is_one_object_for_the_cyclic_gc() -> None:
+    import gc
+
+    items = _items(2000)
+    with Engine(targets=TARGETS) as engine:
+        for f in engine.train_many(items[:100]):
+            f.result()
+        gc.collect()
+        gc.disable()
+        try:
+            before = len(gc.get_objects())
+            futures = [engine.train_step(x) for x in items]
+            futures[-1].result()
+            engine.close()
+            tracked = len(gc.get_objects()) - before
+        finally:
+            gc.enable()
+    # One StepFuture each (no __dict__, no StepResult until read), plus a few
+    # objects per batch (a TrainedRows) and the list itself.
+    assert tracked < 1.2 * len(items)
+    assert futures[5].result().step == 106

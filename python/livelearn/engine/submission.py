@@ -52,7 +52,6 @@ _DROPPED = "dropped: the queue was full (overload='drop_oldest')"
 _ROOM_POLL_S = 0.1
 
 Entry = tuple[object, StepFuture[StepResult]]
-_new = object.__new__
 
 # .active is True inside dispatcher threads (set by the dispatcher).
 in_dispatcher = threading.local()
@@ -100,9 +99,7 @@ class SubmissionQueue:
     def put(self, interaction: object) -> StepFuture[StepResult]:
         """Queue one entry (``train_step``), applying the overload policy;
         returns its new Future."""
-        # new_future() inlined: train_step is the hottest call there is.
-        future: StepFuture[StepResult] = _new(StepFuture)
-        future._condition = self._done
+        future: StepFuture[StepResult] = StepFuture(self._done)
         items = self.items
         overflow = False
         while True:
