@@ -673,6 +673,57 @@ def configurations_vs_river(pool: Sequence[InteractionData], events: int, calls:
     return out
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """A short Markdown page of a run (written beside the JSON)."""
+    env = report["environment"]
+    lines = [
+        "# Engine benchmark (`benchmarks/engine_bench.py`)",
+        "",
+        f"`{report['command']}` at git {env['git']}, Python {env['python']}, "
+        f"{env['cpus']} CPUs, load average {env['load_average_start']} -> "
+        f"{env['load_average_end']} (a shared machine: compare ratios of one run).",
+        "",
+        "| metric | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for key, value in report["summary"].items():
+        v = report["targets"].get(key)
+        lines.append(
+            f"| {key} | {value:,} | {v['target'] if v else ''} | "
+            f"{('yes' if v['met'] else 'no') if v else ''} |"
+        )
+    configs = report["details"].get("configurations_vs_river", {})
+    if "river_lr_us" in configs:
+        lines += [
+            "",
+            "## The configurations users run, against River LR (one-hot dicts), same run",
+            "",
+            f"River LR, us per event: {configs['river_lr_us']}.",
+            "Ratios are River's time / the engine's (above 1: the engine is faster).",
+            "",
+            "| configuration | ratio | value |",
+            "|---|---|---|",
+        ]
+        for name in CONFIGS:
+            r = configs[name]
+            for key, ratio in r["ratio_vs_river"].items():
+                lines.append(f"| {name} | {key} | {ratio} |")
+            under = r["predict_under_training_2_producers"]
+            lines.append(
+                f"| {name} | predict under training (2 producers) p50 / p99 / max us "
+                f"| {under['p50_us']} / {under['p99_us']} / {under['max_us']} |"
+            )
+            lines.append(
+                f"| {name} | predict p99 under training / idle p50 | "
+                f"{r['predict_p99_over_idle_p50']} |"
+            )
+            lines.append(
+                f"| {name} | training throughput while predicting / alone | "
+                f"{r['training_while_predicting_over_alone']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def print_configurations(report: dict[str, Any]) -> None:
     if "skipped" in report:
         print(f"\nconfigurations vs River: skipped ({report['skipped']})")
@@ -894,6 +945,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n=== cProfile: {name} ===\n{text}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(markdown(report))
     print_table(summary, verdict)
     print_configurations(results["configurations_vs_river"])
     print(f"\nwritten to {args.output} in {report['wall_seconds']} s")
