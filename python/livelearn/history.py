@@ -7,6 +7,7 @@ objects are only built when someone reads the history.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,9 @@ class History:
         # Sparse rows, in bulk: one CSR chunk (indptr from 0, indices, values)
         # per appended batch, oldest first; whole chunks are dropped once the
         # newer ones hold ``capacity`` rows (so at most one batch more is kept).
-        self._chunks: deque[Csr] = deque()
+        # A chunk is ``[rows, csr]``, or ``[rows, (make, start)]`` for rows that
+        # ``make()`` builds when the history is first read (rows ``start:``).
+        self._chunks: deque[list[Any]] = deque()
         self._chunk_rows = 0  # rows held by _chunks
         self._targets = np.zeros((capacity, n_outputs), dtype=np.float32)
         self._predictions = np.zeros((capacity, n_outputs), dtype=np.float32)
@@ -56,13 +59,17 @@ class History:
         self,
         steps: NDArray[np.int64],
         features: NDArray[np.float32] | None,
-        sparse_rows: Csr | None,
+        sparse_rows: Csr | Callable[[], Csr] | None,
         targets: NDArray[np.float32],
         predictions: NDArray[np.float32],
         losses: NDArray[np.floating[Any]],
         timestamps: NDArray[np.float64],
     ) -> None:
-        """Add ``len(steps)`` examples; only the newest ``capacity`` are kept."""
+        """Add ``len(steps)`` examples; only the newest ``capacity`` are kept.
+
+        ``sparse_rows`` (sparse histories): the rows' CSR, or a callable that
+        builds it, called only if the history is read (the arrays it uses must
+        not change afterwards)."""
         n, cap = len(steps), self.capacity
         if n == 0 or cap == 0:
             return
@@ -86,31 +93,33 @@ class History:
             if features is not None:
                 self._features[rows] = features[lo:hi]
         if sparse_rows is not None:
-            self._append_csr(sparse_rows, len(sparse_rows[0]) - 1 - n)
+            self._append_chunk(sparse_rows, len(steps), n)
         self._next = (self._next + n) % cap
         self._size = min(cap, self._size + n)
 
-    def _append_csr(self, rows: Csr, start: int) -> None:
-        """Keep copies of the CSR rows ``start:`` of ``rows``."""
-        indptr, indices, values = rows
-        lo, hi = int(indptr[start]), int(indptr[-1])
-        chunk = (
-            np.asarray(indptr[start:], dtype=np.int64) - lo,
-            np.array(indices[lo:hi], dtype=np.int32),
-            np.array(values[lo:hi], dtype=np.float32),
-        )
-        self._chunks.append(chunk)
-        self._chunk_rows += len(chunk[0]) - 1
+    def _append_chunk(self, rows: Csr | Callable[[], Csr], total: int, kept: int) -> None:
+        """Keep the last ``kept`` of the ``total`` rows of ``rows`` (copied now,
+        or built later when ``rows`` is a callable)."""
+        start = total - kept
+        if callable(rows):
+            self._chunks.append([kept, (rows, start)])
+        else:
+            self._chunks.append([kept, _tail_copy(rows, start)])
+        self._chunk_rows += kept
         chunks = self._chunks
-        while self._chunk_rows - (len(chunks[0][0]) - 1) >= self.capacity:
-            self._chunk_rows -= len(chunks.popleft()[0]) - 1
+        while self._chunk_rows - chunks[0][0] >= self.capacity:
+            self._chunk_rows -= chunks.popleft()[0]
 
     def _sparse_csr(self) -> Csr:
         """The kept examples' sparse rows as one CSR, oldest first."""
         size = self._size
         if not size:
             return np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-        chunks = self._chunks
+        for chunk in self._chunks:
+            if not isinstance(chunk[1][0], np.ndarray):  # built on first read
+                make, start = chunk[1]
+                chunk[1] = _tail_copy(make(), start)
+        chunks = [c[1] for c in self._chunks]
         lengths = np.concatenate([np.diff(c[0]) for c in chunks])
         skip = len(lengths) - size  # older rows of the first chunk, no longer kept
         first = int(lengths[:skip].sum())
@@ -195,3 +204,14 @@ class History:
             np.asarray(arrays["losses"], dtype=np.float64),
             np.asarray(arrays["timestamps"], dtype=np.float64),
         )
+
+
+def _tail_copy(rows: Csr, start: int) -> Csr:
+    """Copies of the CSR rows ``start:`` of ``rows``, indptr from 0."""
+    indptr, indices, values = rows
+    lo, hi = int(indptr[start]), int(indptr[-1])
+    return (
+        np.asarray(indptr[start:], dtype=np.int64) - lo,
+        np.array(indices[lo:hi], dtype=np.int32),
+        np.array(values[lo:hi], dtype=np.float32),
+    )

@@ -10,6 +10,7 @@ with one mask (the rows the network accepted).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -170,12 +171,13 @@ def sparse_rows(features: tuple[Any, Any, Any], mask: Selector) -> Csr:
 
 def history_rows(
     features: Features, mask: Selector
-) -> tuple[NDArray[np.float32] | None, Csr | None]:
+) -> tuple[NDArray[np.float32] | None, Csr | Callable[[], Csr] | None]:
     """The rows selected by ``mask`` as the history stores them: dense rows, or
     CSR rows in the encoder's column layout (a field batch is mapped back to it:
     dense slots first, then ``n_dense + bucket``, collisions summed)."""
     if isinstance(features, FieldFeatures):
-        return None, sparse_rows(_encoder_layout(features), mask)
+        # Mapped back only if someone reads the history (a per-batch np.unique).
+        return None, lambda: sparse_rows(_encoder_layout(features), mask)
     if isinstance(features, tuple):
         return None, sparse_rows(features, mask)
     return features[mask], None
