@@ -455,6 +455,292 @@ def workers_comparison(pool: Sequence[InteractionData], events: int, repeat: int
     }
 
 
+# ---------------------------------------------------------------------- configurations vs River
+
+# The configurations users run (issue 14): the seed's dense default and the
+# default sparse model (a HashedFeatureEncoder picks the field model).
+CONFIGS: dict[str, Callable[[], dict[str, Any]]] = {
+    "dense_default": lambda: {},
+    "hashed_default": lambda: {"features": HashedFeatureEncoder()},
+}
+
+
+def raw_rows(pool: Sequence[InteractionData]) -> list[tuple[Any, ...]]:
+    """The fields an InteractionData is built from (for the "building" runs)."""
+    return [(x.action_type, x.timestamp, x.user_id, x.context) for x in pool]
+
+
+def one_hot(x: InteractionData) -> dict[str, float]:
+    """River's input: the same raw fields, one-hot (targets derived from the
+    action, so, as in the engine, the action type is not an input)."""
+    out = {f"user={x.user_id}": 1.0}
+    if x.context:
+        for key, value in x.context.items():
+            out[f"{key}={value}"] = 1.0
+    return out
+
+
+def _engine_train(kwargs: dict[str, Any], pool: Sequence[InteractionData], n: int,
+                  producers: int, build: bool) -> float:  # fmt: skip
+    """Seconds per event, end to end (every Future resolved), Futures kept."""
+    engine = new_engine(**kwargs)
+    share = n // producers
+    items = [cycle(pool, share, offset=k * share) for k in range(producers)]
+    rows = [raw_rows(chunk) for chunk in items]
+    outs: list[list[StepFuture[StepResult]]] = [[] for _ in range(producers)]
+    barrier = threading.Barrier(producers + 1)
+
+    def produce(k: int) -> None:
+        submit, keep = engine.train_step, outs[k].append
+        barrier.wait()
+        if build:
+            for a, t, u, c in rows[k]:
+                keep(submit(InteractionData(a, t, u, c)))
+        else:
+            for x in items[k]:
+                keep(submit(x))
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    for out in outs:
+        out[-1].result()
+    elapsed = time.perf_counter() - start
+    engine.close()
+    check_engine(engine, share * producers)
+    return elapsed / (share * producers)
+
+
+def _river_train(pool: Sequence[InteractionData], n: int, build: bool) -> float:
+    """River LR, predict_proba_one + learn_one per event; seconds per event."""
+    from river import linear_model, optim
+
+    model = linear_model.LogisticRegression(optimizer=optim.SGD(0.05), intercept_lr=0.05, l2=0.0)
+    items = cycle(pool, n)
+    labels = [ACTION_TARGETS[x.action_type] == 1.0 for x in items]
+    rows = raw_rows(items)
+    dicts = [one_hot(x) for x in items]
+    predict, learn = model.predict_proba_one, model.learn_one
+    start = time.perf_counter()
+    if build:
+        for (a, t, u, c), y in zip(rows, labels, strict=True):
+            x = one_hot(InteractionData(a, t, u, c))
+            predict(x)
+            learn(x, y)
+    else:
+        for x, y in zip(dicts, labels, strict=True):
+            predict(x)
+            learn(x, y)
+    return (time.perf_counter() - start) / n
+
+
+def _predict_latency(kwargs: dict[str, Any], pool: Sequence[InteractionData], calls: int,
+                     producers: int) -> dict[str, Any]:  # fmt: skip
+    """One thread calling predict in a loop, ``producers`` threads training meanwhile."""
+    engine = new_engine(**kwargs)
+    for f in engine.train_many(cycle(pool, 5_000)):
+        f.result()
+    stop = threading.Event()
+    chunk = cycle(pool, 20_000, offset=5_000)
+    trainers = [
+        threading.Thread(target=_windowed_producer, args=(engine, chunk, stop))
+        for _ in range(producers)
+    ]
+    for t in trainers:
+        t.start()
+    if trainers:
+        time.sleep(0.2)
+    queries = cycle(pool, calls, offset=25_000)
+    samples = np.empty(calls, dtype=np.int64)
+    clock, predict = time.perf_counter_ns, engine.predict
+    steps_before = engine.stats().steps
+    start = time.perf_counter()
+    for i, x in enumerate(queries):
+        t = clock()
+        predict(x)
+        samples[i] = clock() - t
+    elapsed = time.perf_counter() - start
+    steps = engine.stats().steps - steps_before
+    stop.set()
+    for t in trainers:
+        t.join()
+    engine.close()
+    return {**percentiles_us(samples), "training_events_per_s": round(steps / elapsed)}
+
+
+def _training_alone(kwargs: dict[str, Any], pool: Sequence[InteractionData], seconds: float,
+                    producers: int) -> float:  # fmt: skip
+    """Training events/s of ``producers`` windowed producers, nobody predicting."""
+    engine = new_engine(**kwargs)
+    stop = threading.Event()
+    chunk = cycle(pool, 20_000, offset=5_000)
+    trainers = [
+        threading.Thread(target=_windowed_producer, args=(engine, chunk, stop))
+        for _ in range(producers)
+    ]
+    for t in trainers:
+        t.start()
+    time.sleep(0.2)
+    before, start = engine.stats().steps, time.perf_counter()
+    time.sleep(seconds)
+    rate = (engine.stats().steps - before) / (time.perf_counter() - start)
+    stop.set()
+    for t in trainers:
+        t.join()
+    engine.close()
+    return rate
+
+
+def _river_predict(pool: Sequence[InteractionData], calls: int) -> float:
+    from river import linear_model, optim
+
+    model = linear_model.LogisticRegression(optimizer=optim.SGD(0.05), intercept_lr=0.05, l2=0.0)
+    for x in cycle(pool, 5_000):
+        model.learn_one(one_hot(x), ACTION_TARGETS[x.action_type] == 1.0)
+    dicts = [one_hot(x) for x in cycle(pool, calls, offset=25_000)]
+    predict = model.predict_proba_one
+    start = time.perf_counter()
+    for x in dicts:
+        predict(x)
+    return (time.perf_counter() - start) / calls
+
+
+def configurations_vs_river(pool: Sequence[InteractionData], events: int, calls: int,
+                            repeat: int) -> dict[str, Any]:  # fmt: skip
+    """Each configuration against River LR (one-hot dicts) in the same run, as
+    ratios ``river_us / engine_us`` (above 1: the engine is faster), medians of
+    ``repeat`` alternated runs."""
+    try:
+        import river  # noqa: F401
+    except ImportError:
+        return {"skipped": "river is not installed"}
+    out: dict[str, Any] = {}
+    river_runs: dict[str, list[float]] = {"prebuilt": [], "building": [], "predict": []}
+    engine_runs: dict[str, dict[str, list[float]]] = {name: {} for name in CONFIGS}
+    for _ in range(repeat):
+        for build in (False, True):
+            river_runs["building" if build else "prebuilt"].append(
+                _river_train(pool, events, build)
+            )
+        river_runs["predict"].append(_river_predict(pool, calls))
+        for name, kwargs_of in CONFIGS.items():
+            runs = engine_runs[name]
+            cases = (("prebuilt_1", 1, False), ("building_1", 1, True),
+                     ("prebuilt_4", 4, False), ("building_4", 4, True))  # fmt: skip
+            for key, producers, build in cases:
+                runs.setdefault(key, []).append(
+                    _engine_train(kwargs_of(), pool, events, producers, build)
+                )
+            idle = _predict_latency(kwargs_of(), pool, calls, 0)
+            runs.setdefault("predict_idle_p50", []).append(idle["p50_us"] / 1e6)
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    river_us = {k: round(med(v) * 1e6, 3) for k, v in river_runs.items()}
+    out["river_lr_us"] = {
+        "predict_learn_prebuilt_dicts": river_us["prebuilt"],
+        "predict_learn_building_dicts": river_us["building"],
+        "predict_proba_one": river_us["predict"],
+    }
+    for name, kwargs_of in CONFIGS.items():
+        runs = engine_runs[name]
+        us = {k: round(med(v) * 1e6, 3) for k, v in runs.items()}
+        under = _predict_latency(kwargs_of(), pool, calls, 2)
+        alone = _training_alone(kwargs_of(), pool, 1.0, 2)
+        idle_p50 = us["predict_idle_p50"]
+        out[name] = {
+            "train_step_us_per_event": us,
+            "ratio_vs_river": {
+                "train_step_1_producer_prebuilt": round(river_us["prebuilt"] / us["prebuilt_1"], 3),
+                "train_step_1_producer_building": round(river_us["building"] / us["building_1"], 3),
+                "train_step_4_producers_prebuilt": round(
+                    river_us["prebuilt"] / us["prebuilt_4"], 3
+                ),
+                "train_step_4_producers_building": round(
+                    river_us["building"] / us["building_4"], 3
+                ),
+                "predict_idle_p50": round(river_us["predict"] / idle_p50, 3),
+            },
+            "predict_under_training_2_producers": under,
+            "predict_p99_over_idle_p50": round(under["p99_us"] / idle_p50, 2),
+            "training_alone_2_producers_events_per_s": round(alone),
+            "training_while_predicting_over_alone": round(
+                under["training_events_per_s"] / alone, 3
+            ),
+        }
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A short Markdown page of a run (written beside the JSON)."""
+    env = report["environment"]
+    lines = [
+        "# Engine benchmark (`benchmarks/engine_bench.py`)",
+        "",
+        f"`{report['command']}` at git {env['git']}, Python {env['python']}, "
+        f"{env['cpus']} CPUs, load average {env['load_average_start']} -> "
+        f"{env['load_average_end']} (a shared machine: compare ratios of one run).",
+        "",
+        "| metric | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for key, value in report["summary"].items():
+        v = report["targets"].get(key)
+        lines.append(
+            f"| {key} | {value:,} | {v['target'] if v else ''} | "
+            f"{('yes' if v['met'] else 'no') if v else ''} |"
+        )
+    configs = report["details"].get("configurations_vs_river", {})
+    if "river_lr_us" in configs:
+        lines += [
+            "",
+            "## The configurations users run, against River LR (one-hot dicts), same run",
+            "",
+            f"River LR, us per event: {configs['river_lr_us']}.",
+            "Ratios are River's time / the engine's (above 1: the engine is faster).",
+            "",
+            "| configuration | ratio | value |",
+            "|---|---|---|",
+        ]
+        for name in CONFIGS:
+            r = configs[name]
+            for key, ratio in r["ratio_vs_river"].items():
+                lines.append(f"| {name} | {key} | {ratio} |")
+            under = r["predict_under_training_2_producers"]
+            lines.append(
+                f"| {name} | predict under training (2 producers) p50 / p99 / max us "
+                f"| {under['p50_us']} / {under['p99_us']} / {under['max_us']} |"
+            )
+            lines.append(
+                f"| {name} | predict p99 under training / idle p50 | "
+                f"{r['predict_p99_over_idle_p50']} |"
+            )
+            lines.append(
+                f"| {name} | training throughput while predicting / alone | "
+                f"{r['training_while_predicting_over_alone']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def print_configurations(report: dict[str, Any]) -> None:
+    if "skipped" in report:
+        print(f"\nconfigurations vs River: skipped ({report['skipped']})")
+        return
+    print("\nconfigurations vs River LR (one-hot dicts), ratio river_us / engine_us (> 1: faster)")
+    print(f"  River LR us: {report['river_lr_us']}")
+    for name in CONFIGS:
+        r = report[name]
+        under = r["predict_under_training_2_producers"]
+        print(f"  {name}: us/event {r['train_step_us_per_event']}")
+        print(f"    ratios {r['ratio_vs_river']}")
+        print(f"    predict under training (2 producers): p50 {under['p50_us']}"
+              f" p99 {under['p99_us']} max {under['max_us']} us;"
+              f" p99/idle p50 {r['predict_p99_over_idle_p50']}; training meanwhile"
+              f" / alone {r['training_while_predicting_over_alone']}")  # fmt: skip
+
+
 # ---------------------------------------------------------------------- driver
 
 
@@ -600,6 +886,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log("predict latency done")
     results["rss"] = rss_growth(pool, rss_events, warmup=200_000)
     log("RSS done")
+    results["configurations_vs_river"] = configurations_vs_river(
+        pool, 20_000 if args.quick else 100_000, predict_calls, repeat
+    )
+    log("configurations vs River done")
 
     lat, paced = results["train_step_latency_saturated"], results["train_step_latency_paced"]
     summary = {
@@ -655,7 +945,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n=== cProfile: {name} ===\n{text}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(markdown(report))
     print_table(summary, verdict)
+    print_configurations(results["configurations_vs_river"])
     print(f"\nwritten to {args.output} in {report['wall_seconds']} s")
     return 0
 

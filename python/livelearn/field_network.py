@@ -115,3 +115,14 @@ class FieldNetwork:
         """Outputs of shape ``(n, 1)``."""
         out = self._model.predict_batch(indptr, indices, values, fields, dense)
         return np.asarray(out, dtype=np.float32).reshape(-1, 1)
+
+    def predict_row(
+        self,
+        indices: NDArray[np.int32],
+        values: NDArray[np.float32],
+        fields: NDArray[np.int32],
+        dense: NDArray[np.float32] | None,
+    ) -> float:
+        """The output for one row (one native forward pass, no batch arrays);
+        the same value as :meth:`predict` gives that row."""
+        return float(self._model.predict(indices, values, fields, dense))

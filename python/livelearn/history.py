@@ -7,7 +7,7 @@ objects are only built when someone reads the history.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,10 @@ from numpy.typing import NDArray
 
 from livelearn.results import SparseFeatures, TrainingExample
 
-__all__ = ["History"]
+__all__ = ["Csr", "History"]
+
+#: Sparse rows: ``(indptr int64, indices int32, values float32)``.
+Csr = tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float32]]
 
 
 class History:
@@ -33,9 +36,13 @@ class History:
         self.n_inputs = n_inputs
         self.sparse = sparse
         self._features = np.zeros((0 if sparse else capacity, n_inputs), dtype=np.float32)
-        self._sparse: deque[tuple[NDArray[np.int32], NDArray[np.float32]]] = deque(
-            maxlen=capacity or 1
-        )
+        # Sparse rows, in bulk: one CSR chunk (indptr from 0, indices, values)
+        # per appended batch, oldest first; whole chunks are dropped once the
+        # newer ones hold ``capacity`` rows (so at most one batch more is kept).
+        # A chunk is ``[rows, csr]``, or ``[rows, (make, start)]`` for rows that
+        # ``make()`` builds when the history is first read (rows ``start:``).
+        self._chunks: deque[list[Any]] = deque()
+        self._chunk_rows = 0  # rows held by _chunks
         self._targets = np.zeros((capacity, n_outputs), dtype=np.float32)
         self._predictions = np.zeros((capacity, n_outputs), dtype=np.float32)
         # float64 like the network's losses: a finite loss beyond FLT_MAX is kept.
@@ -52,13 +59,17 @@ class History:
         self,
         steps: NDArray[np.int64],
         features: NDArray[np.float32] | None,
-        sparse_rows: Sequence[tuple[NDArray[np.int32], NDArray[np.float32]]] | None,
+        sparse_rows: Csr | Callable[[], Csr] | None,
         targets: NDArray[np.float32],
         predictions: NDArray[np.float32],
         losses: NDArray[np.floating[Any]],
         timestamps: NDArray[np.float64],
     ) -> None:
-        """Add ``len(steps)`` examples; only the newest ``capacity`` are kept."""
+        """Add ``len(steps)`` examples; only the newest ``capacity`` are kept.
+
+        ``sparse_rows`` (sparse histories): the rows' CSR, or a callable that
+        builds it, called only if the history is read (the arrays it uses must
+        not change afterwards)."""
         n, cap = len(steps), self.capacity
         if n == 0 or cap == 0:
             return
@@ -68,8 +79,6 @@ class History:
             losses, timestamps = losses[start:], timestamps[start:]
             if features is not None:
                 features = features[start:]
-            if sparse_rows is not None:
-                sparse_rows = sparse_rows[start:]
             n = cap
         first = min(n, cap - self._next)  # rows before wrapping around
         for lo, hi, dst in ((0, first, self._next), (first, n, 0)):
@@ -84,9 +93,41 @@ class History:
             if features is not None:
                 self._features[rows] = features[lo:hi]
         if sparse_rows is not None:
-            self._sparse.extend(sparse_rows)
+            self._append_chunk(sparse_rows, len(steps), n)
         self._next = (self._next + n) % cap
         self._size = min(cap, self._size + n)
+
+    def _append_chunk(self, rows: Csr | Callable[[], Csr], total: int, kept: int) -> None:
+        """Keep the last ``kept`` of the ``total`` rows of ``rows`` (copied now,
+        or built later when ``rows`` is a callable)."""
+        start = total - kept
+        if callable(rows):
+            self._chunks.append([kept, (rows, start)])
+        else:
+            self._chunks.append([kept, _tail_copy(rows, start)])
+        self._chunk_rows += kept
+        chunks = self._chunks
+        while self._chunk_rows - chunks[0][0] >= self.capacity:
+            self._chunk_rows -= chunks.popleft()[0]
+
+    def _sparse_csr(self) -> Csr:
+        """The kept examples' sparse rows as one CSR, oldest first."""
+        size = self._size
+        if not size:
+            return np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        for chunk in self._chunks:
+            if not isinstance(chunk[1][0], np.ndarray):  # built on first read
+                make, start = chunk[1]
+                chunk[1] = _tail_copy(make(), start)
+        chunks = [c[1] for c in self._chunks]
+        lengths = np.concatenate([np.diff(c[0]) for c in chunks])
+        skip = len(lengths) - size  # older rows of the first chunk, no longer kept
+        first = int(lengths[:skip].sum())
+        indptr = np.zeros(size + 1, dtype=np.int64)
+        np.cumsum(lengths[skip:], out=indptr[1:])
+        indices = np.concatenate([c[1] for c in chunks])[first:]
+        values = np.concatenate([c[2] for c in chunks])[first:]
+        return indptr, indices, values
 
     def _order(self) -> NDArray[np.int64]:
         start = (self._next - self._size) % self.capacity if self.capacity else 0
@@ -95,13 +136,17 @@ class History:
     def examples(self) -> list[TrainingExample]:
         """Materialise every kept example, oldest first (copies: safe to keep)."""
         order = self._order()
-        sparse = list(self._sparse)[-self._size :] if self.sparse and self._size else []
+        if self.sparse:
+            indptr, indices, values = self._sparse_csr()
+            bounds = indptr.tolist()
         out: list[TrainingExample] = []
         for j, slot in enumerate(order.tolist()):
             features: NDArray[np.float32] | SparseFeatures
             if self.sparse:
-                idx, val = sparse[j]
-                features = SparseFeatures(idx, val, self.n_inputs)
+                lo, hi = bounds[j], bounds[j + 1]
+                features = SparseFeatures(
+                    indices[lo:hi].copy(), values[lo:hi].copy(), self.n_inputs
+                )
             else:
                 features = self._features[slot].copy()
             out.append(
@@ -127,15 +172,7 @@ class History:
             "timestamps": self._timestamps[order],
         }
         if self.sparse:
-            rows = list(self._sparse)[-self._size :] if self._size else []
-            lengths = np.array([len(i) for i, _ in rows], dtype=np.int64)
-            out["indptr"] = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-            out["indices"] = (
-                np.concatenate([i for i, _ in rows]) if rows else np.zeros(0, np.int32)
-            ).astype(np.int32)
-            out["values"] = (
-                np.concatenate([v for _, v in rows]) if rows else np.zeros(0, np.float32)
-            ).astype(np.float32)
+            out["indptr"], out["indices"], out["values"] = self._sparse_csr()
         else:
             out["features"] = self._features[order]
         return out
@@ -143,20 +180,18 @@ class History:
     def restore(self, arrays: dict[str, NDArray[np.generic]]) -> None:
         """Replace the content with :meth:`arrays` output (validated by the caller)."""
         steps = np.asarray(arrays["steps"], dtype=np.int64)
-        n = len(steps)
         self._next = 0
         self._size = 0
-        self._sparse.clear()
-        rows = None
+        self._chunks.clear()
+        self._chunk_rows = 0
+        rows: Csr | None = None
         features = None
         if self.sparse:
-            indptr = np.asarray(arrays["indptr"], dtype=np.int64)
-            idx = np.asarray(arrays["indices"], dtype=np.int32)
-            val = np.asarray(arrays["values"], dtype=np.float32)
-            rows = [
-                (idx[indptr[r] : indptr[r + 1]].copy(), val[indptr[r] : indptr[r + 1]].copy())
-                for r in range(n)
-            ]
+            rows = (
+                np.asarray(arrays["indptr"], dtype=np.int64),
+                np.asarray(arrays["indices"], dtype=np.int32),
+                np.asarray(arrays["values"], dtype=np.float32),
+            )
         else:
             features = np.asarray(arrays["features"], dtype=np.float32)
         self.append_batch(
@@ -169,3 +204,14 @@ class History:
             np.asarray(arrays["losses"], dtype=np.float64),
             np.asarray(arrays["timestamps"], dtype=np.float64),
         )
+
+
+def _tail_copy(rows: Csr, start: int) -> Csr:
+    """Copies of the CSR rows ``start:`` of ``rows``, indptr from 0."""
+    indptr, indices, values = rows
+    lo, hi = int(indptr[start]), int(indptr[-1])
+    return (
+        np.asarray(indptr[start:], dtype=np.int64) - lo,
+        np.array(indices[lo:hi], dtype=np.int32),
+        np.array(values[lo:hi], dtype=np.float32),
+    )

@@ -14,6 +14,7 @@ __all__ = [
     "SparseFeatures",
     "StepResult",
     "StepStatus",
+    "TrainedRows",
     "TrainingExample",
 ]
 
@@ -70,6 +71,41 @@ class StepResult(NamedTuple):
     def trained(self) -> bool:
         """True when the network learned from this interaction."""
         return self.status is StepStatus.TRAINED
+
+
+class TrainedRows:
+    """The outcome of a batch whose rows all trained: the :class:`StepResult` of
+    row ``j`` is built from the batch's arrays only when asked for (a step
+    Future's ``result()``), equal to the one built at once.
+
+    >>> rows = TrainedRows(np.array([7]), np.array([0.5]), np.array([[0.25]], np.float32))
+    >>> rows.result_of(0) == StepResult(7, 0.5, 0.25, StepStatus.TRAINED)
+    True
+    """
+
+    __slots__ = ("_losses", "_preds", "_single", "_steps")
+
+    def __init__(
+        self, steps: NDArray[np.int64], losses: NDArray[np.float64], preds: NDArray[np.float32]
+    ) -> None:
+        self._steps = steps
+        self._losses = losses
+        self._single = preds.shape[1] == 1
+        self._preds = preds[:, 0] if self._single else preds
+
+    def result_of(self, row: int) -> StepResult:
+        """Row ``row``'s result (a float prediction for one output, else a row view)."""
+        pred = self._preds[row]
+        return tuple.__new__(
+            StepResult,
+            (
+                int(self._steps[row]),
+                float(self._losses[row]),
+                float(pred) if self._single else pred,
+                StepStatus.TRAINED,
+                None,
+            ),
+        )
 
 
 class SparseFeatures(NamedTuple):

@@ -39,7 +39,7 @@ from livelearn.errors import EngineClosed, EngineNotInitialized
 from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
 from livelearn.feedback import Clock, EventId
 from livelearn.field_network import FieldNetwork
-from livelearn.futures import StepFuture, resolve_all
+from livelearn.futures import StepFuture, new_futures, resolve_all
 from livelearn.history import History
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.network import Network, network_config
@@ -74,6 +74,20 @@ _WORKERS_WARNING = (
 SubmitHook = Callable[[Sequence[StepFuture[StepResult]]], None]
 
 _MODELS = ("auto", "mlp", "field")
+
+
+class _OneRowIndptr(dict[int, NDArray[np.int64]]):
+    """``[0, n]`` as an int64 array, built once per ``n`` (a one-row CSR)."""
+
+    def __missing__(self, n: int) -> NDArray[np.int64]:
+        value = np.array([0, n], dtype=np.int64)
+        value.flags.writeable = False
+        if len(self) < 4096:
+            self[n] = value
+        return value
+
+
+_ONE_ROW = _OneRowIndptr()
 
 
 class Engine:
@@ -583,12 +597,12 @@ class Engine:
         Future says so). Raises :class:`EngineClosed` after :meth:`close`, and
         :class:`EngineOverloaded` under the ``"raise"`` policy when full.
         """
-        future: StepFuture[StepResult] = StepFuture(self._done)
         if self._initialized:
-            self._queue.put(interaction, future)
+            future = self._queue.put(interaction)
         elif self._closing:
             raise EngineClosed("train_step after close()")
         else:
+            future = StepFuture(self._done)
             self._skip_uninitialized([future])
         if self._submit_hooks:
             self._notify_submit((future,))
@@ -605,7 +619,7 @@ class Engine:
             raise EngineClosed(self._queue.closed_message("train_many"))
         items = list(interactions)
         done = self._done
-        futures: list[StepFuture[StepResult]] = [StepFuture(done) for _ in items]
+        futures: list[StepFuture[StepResult]] = new_futures(done, len(items))
         if not self._initialized:
             self._skip_uninitialized(futures)
         else:
@@ -776,6 +790,32 @@ class Engine:
         """
         if event_id is not None:
             return self._joiner("predict(event_id=...)").predict(interaction, event_id)
+        if not self._initialized:
+            raise EngineNotInitialized("predict() before initialize()")
+        if self._forked:
+            raise EngineClosed(_FORKED_MESSAGE)
+        enc = self._encoder
+        kind = type(enc)
+        if kind is FeatureEncoder or kind is HashedFeatureEncoder:
+            # One row, the lean way: the built-in encoders' one-row form and a
+            # single native forward pass (same values as predict_many).
+            if not isinstance(interaction, InteractionData):
+                raise InvalidInteraction(
+                    "interaction", f"expected InteractionData, got {type(interaction).__name__}"
+                )
+            network = self._network
+            if isinstance(network, FieldNetwork):
+                hashed = cast("HashedFeatureEncoder", enc)
+                _, indices, values, fields, dense = hashed.encode_fields_many((interaction,))
+                return network.predict_row(
+                    indices, values, fields, dense[0] if hashed.n_dense else None
+                )
+            if kind is FeatureEncoder:
+                row = network.predict(enc.encode(interaction))
+            else:
+                indices, values = enc.encode_sparse(interaction)
+                row = network.predict_sparse(_ONE_ROW[len(indices)], indices, values)[0]
+            return float(row[0]) if len(row) == 1 else row
         out = self.predict_many([interaction])
         return float(out[0, 0]) if out.shape[1] == 1 else out[0]
 

@@ -10,12 +10,14 @@ with one mask (the rows the network accepted).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from livelearn.features import Encoder, HashedFeatureEncoder
+from livelearn.history import Csr
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.targets import TargetMapper
 
@@ -153,25 +155,31 @@ def _select_csr(indptr: Any, indices: Any, values: Any, keep: list[int]) -> tupl
     return new_indptr, np.zeros(0, np.int32), np.zeros(0, np.float32)
 
 
-def sparse_rows(
-    features: tuple[Any, Any, Any], mask: NDArray[np.bool_]
-) -> list[tuple[NDArray[np.int32], NDArray[np.float32]]]:
-    """Copies of the CSR rows selected by ``mask`` (for the history)."""
+Selector = slice | NDArray[np.bool_]
+"""Rows of a batch: a boolean mask, or ``slice(None)`` for all of them."""
+
+
+def sparse_rows(features: tuple[Any, Any, Any], mask: Selector) -> Csr:
+    """The CSR rows selected by ``mask``, in bulk (the history copies them)."""
     indptr, indices, values = features
-    return [
-        (indices[indptr[r] : indptr[r + 1]].copy(), values[indptr[r] : indptr[r + 1]].copy())
-        for r in np.flatnonzero(mask).tolist()
-    ]
+    if isinstance(mask, slice):
+        return indptr, indices, values
+    lengths = np.diff(indptr)
+    entries = np.repeat(mask, lengths)
+    new_indptr = np.zeros(int(np.count_nonzero(mask)) + 1, dtype=np.int64)
+    np.cumsum(lengths[mask], out=new_indptr[1:])
+    return new_indptr, indices[entries], values[entries]
 
 
 def history_rows(
-    features: Features, mask: NDArray[np.bool_]
-) -> tuple[NDArray[np.float32] | None, list[tuple[NDArray[np.int32], NDArray[np.float32]]] | None]:
+    features: Features, mask: Selector
+) -> tuple[NDArray[np.float32] | None, Csr | Callable[[], Csr] | None]:
     """The rows selected by ``mask`` as the history stores them: dense rows, or
     CSR rows in the encoder's column layout (a field batch is mapped back to it:
     dense slots first, then ``n_dense + bucket``, collisions summed)."""
     if isinstance(features, FieldFeatures):
-        return None, sparse_rows(_encoder_layout(features), mask)
+        # Mapped back only if someone reads the history (a per-batch np.unique).
+        return None, lambda: sparse_rows(_encoder_layout(features), mask)
     if isinstance(features, tuple):
         return None, sparse_rows(features, mask)
     return features[mask], None

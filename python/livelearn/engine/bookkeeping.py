@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from livelearn.engine.batch import PreparedBatch, history_rows
 from livelearn.history import History
 from livelearn.network import STATUS_NAMES
-from livelearn.results import StepResult, StepStatus
+from livelearn.results import StepResult, StepStatus, TrainedRows
 
 __all__ = ["RECENT_WEIGHT", "Counters", "Ledger"]
 
@@ -86,34 +86,22 @@ class Ledger:
         preds: NDArray[np.float32],
         status: NDArray[np.uint8],
         steps: NDArray[np.int64],
-    ) -> tuple[list[object], bool]:
+    ) -> tuple[list[object] | TrainedRows, bool]:
         """Record a batch's native outcome (one entry per row of ``batch``);
         returns each item's result (a :class:`StepResult`, or the error that
-        made it invalid) and whether any item was rejected."""
+        made it invalid) and whether any item was rejected. When every item
+        trained, the results are a :class:`TrainedRows` (built when read)."""
         n = len(batch.items)
-        rows = batch.rows
-        trained = status == 0  # the one mask: rows the network learned from
-        n_trained = int(np.count_nonzero(trained))
-        loss_list = losses.tolist()
-        pred_list: list[Any] = preds[:, 0].tolist() if preds.shape[1] == 1 else list(preds)
-        row_results: list[object] = list(
-            map(_new_result, zip(steps.tolist(), loss_list, pred_list, repeat(StepStatus.TRAINED)))
-        )
-        for j in np.flatnonzero(~trained).tolist():
-            loss_j = loss_list[j]
-            row_results[j] = StepResult(
-                None,
-                loss_j if math.isfinite(loss_j) else None,
-                None,
-                StepStatus.REJECTED,
-                _NATIVE_REASONS[int(status[j])],
-            )
-        if len(rows) == n:
-            results = row_results
+        ok = status == 0
+        n_trained = int(np.count_nonzero(ok))
+        # The one selector of the rows the network learned from: a slice when it
+        # learned from all of them (a view, where a mask would copy every array).
+        trained: slice | NDArray[np.bool_] = slice(None) if n_trained == len(status) else ok
+        results: list[object] | TrainedRows
+        if n_trained == n:  # every item trained: results are built when read
+            results = TrainedRows(steps, losses, preds)
         else:
-            results = list(batch.errors)
-            for j, i in enumerate(rows):
-                results[i] = row_results[j]
+            results = self._results(batch, losses, preds, status, steps, ok)
         n_rejected = n - n_trained
         with self.lock:
             c = self.counters
@@ -142,6 +130,37 @@ class Ledger:
             c.rejected += n_rejected
             self.resolved += n
         return results, n_rejected > 0
+
+    @staticmethod
+    def _results(
+        batch: PreparedBatch,
+        losses: NDArray[np.float64],
+        preds: NDArray[np.float32],
+        status: NDArray[np.uint8],
+        steps: NDArray[np.int64],
+        ok: NDArray[np.bool_],
+    ) -> list[object]:
+        """Each item's result, built at once (a batch where some item did not train)."""
+        loss_list = losses.tolist()
+        pred_list: list[Any] = preds[:, 0].tolist() if preds.shape[1] == 1 else list(preds)
+        row_results: list[object] = list(
+            map(_new_result, zip(steps.tolist(), loss_list, pred_list, repeat(StepStatus.TRAINED)))
+        )
+        for j in np.flatnonzero(~ok).tolist():
+            loss_j = loss_list[j]
+            row_results[j] = StepResult(
+                None,
+                loss_j if math.isfinite(loss_j) else None,
+                None,
+                StepStatus.REJECTED,
+                _NATIVE_REASONS[int(status[j])],
+            )
+        if len(batch.rows) == len(batch.items):
+            return row_results
+        results: list[object] = list(batch.errors)
+        for j, i in enumerate(batch.rows):
+            results[i] = row_results[j]
+        return results
 
     def _log_losses(self, before: int, sum_before: float, losses: NDArray[np.float64]) -> None:
         """INFO line at every multiple of ``log_every`` reached by this batch,

@@ -39,9 +39,9 @@ from livelearn.engine.bookkeeping import Ledger
 from livelearn.engine.submission import Entry, SubmissionQueue, in_dispatcher
 from livelearn.features import Encoder
 from livelearn.field_network import FieldNetwork
-from livelearn.futures import StepFuture, resolve_all
+from livelearn.futures import StepFuture, resolve_all, resolve_rows
 from livelearn.network import Network
-from livelearn.results import StepResult, StepStatus
+from livelearn.results import StepResult, StepStatus, TrainedRows
 from livelearn.targets import TargetMapper
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class JoinHooks(Protocol):
         """Network input of a run of encoded rows (with their sample weights)."""
         ...
 
-    def trained(self, items: list[object], results: list[object]) -> None:
+    def trained(self, items: list[object], results: object) -> None:
         """Called after a run of encoded rows was booked and its Futures resolved."""
         ...
 
@@ -222,10 +222,15 @@ class Dispatcher:
                 results, any_rejected = self.ledger.book(prepared, *self._train(prepared))
             finally:
                 self._train_holder = None
-        resolve_all(self.done, [f for _, f in batch], results)
+        futures = [f for _, f in batch]
+        if isinstance(results, TrainedRows):
+            resolve_rows(self.done, futures, results)
+        else:
+            resolve_all(self.done, futures, results)
         if joins is not None:
             joins.trained(items, results)
         if any_rejected:
+            assert isinstance(results, list)
             _log_rejections(prepared.items, results)
 
     def _train(

@@ -98,7 +98,7 @@ from livelearn.futures import StepFuture, resolve_all
 from livelearn.interaction import InteractionData, InvalidInteraction
 from livelearn.monitoring import QualityMonitor
 from livelearn.network import Network
-from livelearn.results import FeedbackStats, StepResult, StepStatus
+from livelearn.results import FeedbackStats, StepResult, StepStatus, TrainedRows
 from livelearn.targets import TargetMapper
 
 __all__ = [
@@ -623,10 +623,16 @@ class Joiner:
         weights = np.array([r.weight for r in rows], dtype=np.float32)
         return PreparedBatch(items, [None] * n, list(range(n)), features, targets, stamps, weights)
 
-    def trained(self, items: list[object], results: list[object]) -> None:
-        """Train lags of the applied rows (queued -> applied)."""
+    def trained(self, items: list[object], results: object) -> None:
+        """Train lags of the applied rows (queued -> applied); ``results`` is
+        the batch's :class:`TrainedRows` (every row trained) or its result list."""
         now = time.monotonic()
-        for row, result in zip(cast("list[EncodedRow]", items), results, strict=True):
+        rows = cast("list[EncodedRow]", items)
+        if isinstance(results, TrainedRows):
+            for row in rows:
+                self.monitor.record_train_lag(max(0.0, now - row.queued_at))
+            return
+        for row, result in zip(rows, cast("list[object]", results), strict=True):
             if isinstance(result, StepResult) and result.status is StepStatus.TRAINED:
                 self.monitor.record_train_lag(max(0.0, now - row.queued_at))
 

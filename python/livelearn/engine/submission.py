@@ -96,8 +96,10 @@ class SubmissionQueue:
         with self.lock:
             self.submitted += n
 
-    def put(self, interaction: object, future: StepFuture[StepResult]) -> None:
-        """Queue one entry (``train_step``), applying the overload policy."""
+    def put(self, interaction: object) -> StepFuture[StepResult]:
+        """Queue one entry (``train_step``), applying the overload policy;
+        returns its new Future."""
+        future: StepFuture[StepResult] = StepFuture(self._done)
         items = self.items
         overflow = False
         while True:
@@ -116,6 +118,7 @@ class SubmissionQueue:
             self.wake.set()
         elif seq % self._yield_every == 0 and len(items) >= self.batch_size:
             time.sleep(0)  # see YIELD_EVERY_BATCHES
+        return future
 
     def put_many(
         self, interactions: Sequence[object], futures: Sequence[StepFuture[StepResult]]
