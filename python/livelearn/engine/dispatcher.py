@@ -185,11 +185,15 @@ class Dispatcher:
 
     def _run_batch(self) -> None:
         """Take up to ``batch_size`` queued steps and train them."""
-        batch = self.queue.take(self.queue.batch_size)
-        if not batch:
-            return
+        # Registered before taking, so a fork at any moment finds every taken
+        # entry in flight and the child resolves its copies.
         me = threading.get_ident()
-        self.inflight[me] = batch  # for a fork meanwhile: the child resolves its copies
+        batch: list[Entry] = []
+        self.inflight[me] = batch
+        self.queue.take(self.queue.batch_size, batch)
+        if not batch:
+            self.inflight.pop(me, None)
+            return
         try:
             joins = self.joins
             if joins is None:

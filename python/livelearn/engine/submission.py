@@ -194,10 +194,14 @@ class SubmissionQueue:
                 self.blocked_producers -= 1
         return False
 
-    def take(self, n: int) -> list[Entry]:
-        """Pop up to ``n`` entries (fewer if another worker or drop_oldest took them)."""
+    def take(self, n: int, into: list[Entry] | None = None) -> list[Entry]:
+        """Pop up to ``n`` entries (fewer if another worker or drop_oldest took them),
+        appended to ``into`` (a new list by default). An entry is never held
+        by this call alone: it leaves the queue and enters ``into`` within one
+        bytecode, so a list a fork hook can see (the dispatcher's in-flight
+        batch) always holds it."""
         items = self.items
-        batch: list[Entry] = []
+        batch: list[Entry] = [] if into is None else into
         try:
             for _ in range(min(len(items), n)):
                 batch.append(items.popleft())
