@@ -15,6 +15,17 @@
 #include <ctime>
 #include <thread>
 
+#if defined(__SANITIZE_THREAD__)
+#define LL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LL_TSAN 1
+#endif
+#endif
+#ifndef LL_TSAN
+#define LL_TSAN 0
+#endif
+
 namespace livelearn {
 
 namespace {
@@ -107,10 +118,12 @@ void relax() {
 #endif
 }
 
-// Whether the mutex looks held (glibc: its futex word holds the owner's tid).
+// Whether the mutex looks held by a live owner (glibc: its futex word holds
+// the owner's tid, FUTEX_TID_MASK; the kernel clears it and sets
+// FUTEX_OWNER_DIED when the owner dies, and then a trylock repairs it).
 bool held_hint(const pthread_mutex_t& m) {
 #if defined(__GLIBC__)
-  return __atomic_load_n(&m.__data.__lock, __ATOMIC_RELAXED) != 0;
+  return (__atomic_load_n(&m.__data.__lock, __ATOMIC_RELAXED) & 0x3fffffff) != 0;
 #else
   (void)m;
   return false;
@@ -422,7 +435,18 @@ bool SharedSegment::lock_for(double seconds) {
       ts.tv_sec += 1;
       ts.tv_nsec -= 1000000000L;
     }
+#if LL_TSAN
+    // ThreadSanitizer does not see a lock taken by pthread_mutex_timedlock
+    // with EOWNERDEAD (it does for trylock): poll instead, under TSan only.
+    const double until = now_s() + seconds;
+    while ((rc = pthread_mutex_trylock(&header_->mutex)) == EBUSY && now_s() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (rc == EBUSY) rc = ETIMEDOUT;
+    (void)ts;
+#else
     rc = pthread_mutex_timedlock(&header_->mutex, &ts);
+#endif
   }
   if (rc == ETIMEDOUT) return false;
   if (rc == EOWNERDEAD) {  // the holder died: undo its write, then mark the lock usable

@@ -2,6 +2,7 @@
 // several processes (fork) and threads. Children report through their exit
 // status (_exit, no gtest in the child); every wait is bounded.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,6 +94,21 @@ int wait_child(pid_t pid, double seconds = 30.0) {
   kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
   return -1;
+}
+
+// The child writes one byte once attached (its attach takes the lock briefly,
+// so lock_owner() means the test hook only after that); the parent waits.
+bool wait_ready(int fd, int timeout_ms = 20000) {
+  struct pollfd p {
+    fd, POLLIN, 0
+  };
+  char c = 0;
+  return poll(&p, 1, timeout_ms) == 1 && read(fd, &c, 1) == 1;
+}
+
+void signal_ready(int fd) {
+  const char c = 1;
+  (void)!write(fd, &c, 1);
 }
 
 TEST(SharedSegment, TwoAttachmentsShareOneModelAndTheLastRemovesIt) {
@@ -188,13 +204,19 @@ TEST(SharedSegment, AKilledLockHolderIsRolledBackAndTheOthersGoOn) {
   train_n(parent, 100);
   const float before = probe(parent);
   const std::uint64_t version = parent.version();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     Network child(share_config(4, Optimizer::Adam), opts(name));
+    signal_ready(fds[1]);
     child.hold_lock_for_test(60.0, true);  // killed long before
     _exit(0);
   }
+  ASSERT_TRUE(wait_ready(fds[0]));
+  close(fds[0]);
+  close(fds[1]);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (parent.share()->lock_owner() != pid && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -213,13 +235,19 @@ TEST(SharedSegment, AKilledLockHolderIsRolledBackAndTheOthersGoOn) {
 TEST(SharedSegment, EveryWaitForTheLockIsBounded) {
   const std::string name = unique_name("timeout");
   Network parent(share_config(), opts(name, 0.2));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     Network child(share_config(), opts(name));
+    signal_ready(fds[1]);
     child.hold_lock_for_test(60.0, false);
     _exit(0);
   }
+  ASSERT_TRUE(wait_ready(fds[0]));
+  close(fds[0]);
+  close(fds[1]);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (parent.share()->lock_owner() != pid && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
