@@ -181,7 +181,12 @@ def test_replica_killed_and_coordinator_restarted(
     second_life = call_when_back(coordinator.incarnation, first_life["pid"])
     assert second_life["restored"] is True
     restored = ray.get(coordinator.stats.remote(), timeout=WAIT)
-    assert restored.version == before.checkpoint_version
+    # The survivors' averagers keep pushing in the background until the kill, so
+    # a later checkpoint than the one ``before`` saw may have been written: the
+    # restart restores the newest file on disk, never an older one.
+    assert before.checkpoint_version is not None
+    assert restored.version >= before.checkpoint_version
+    assert restored.checkpoint_version == restored.version
     assert restored.steps == Network.load(path).steps
     losses += feed(replicas, shards, three_quarters, n_chunks)
 
