@@ -175,3 +175,61 @@ def test_empty_and_all_invalid_tables() -> None:
         assert engine.predict_table(
             {"action_type": [""], "timestamp": [0.0], "user_id": [1]}
         ).shape == (1, 1)
+
+
+def test_chunks_with_rejected_and_invalid_rows_match_train_many(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Several chunks (one queue entry and one native call each), rows rejected
+    by the targets and rows refused by validation: the same results, counters,
+    history and rejection logs as train_many on the valid rows."""
+    import livelearn.engine.api as api
+
+    monkeypatch.setattr(api, "TABLE_CHUNK_ROWS", 7)
+    table = _table(40)
+    table["action_type"] = [
+        "other" if i % 9 == 4 else a for i, a in enumerate(table["action_type"])
+    ]  # no target: rejected
+    stamps = table["timestamp"].copy()
+    stamps[[3, 17]] = -1.0  # invalid rows
+    table["timestamp"] = stamps
+    valid = [i for i in range(40) if i not in (3, 17)]
+    a, b = _engine(batch_size=4), _engine(batch_size=4)
+    a.initialize()
+    b.initialize()
+    good = {k: [v[i] for i in valid] for k, v in table.items()}
+    with caplog.at_level(logging.WARNING, logger="livelearn"):
+        result = a.train_table(table).result(timeout=30)
+        a.close()  # the rejection logs follow the resolution: wait for the dispatcher
+        logged_a = [r.getMessage() for r in caplog.records if "step rejected" in r.getMessage()]
+        caplog.clear()
+        steps = b.train_many(_interactions(good))
+        b.close()
+        logged_b = [r.getMessage() for r in caplog.records if "step rejected" in r.getMessage()]
+    assert logged_a == logged_b and len(logged_a) == 4
+    expected = {i: f.exception() or f.result() for i, f in zip(valid, steps, strict=True)}
+    assert result.invalid_rows.tolist() == [3, 17]
+    for i, r in expected.items():
+        if isinstance(r, BaseException):
+            assert result.status[i] == "rejected" and result.reason[i] == str(r)
+            continue
+        assert (result.status[i], result.reason[i]) == (r.status.value, r.reason)
+        assert result.step[i] == (-1 if r.step is None else r.step)
+        if r.loss is not None:
+            assert result.loss[i] == r.loss
+    # The loss sums and their moving average fold each booked batch at once
+    # (chunks of 7 rows here, batches of 4 there): equal up to rounding.
+    sa, sb = a.stats(), b.stats()
+    assert sa.recent_loss == pytest.approx(sb.recent_loss, rel=1e-12)
+    assert sa.mean_loss == pytest.approx(sb.mean_loss, rel=1e-12)
+    loose = {"started_at": None, "last_example_time": None, "recent_loss": None, "mean_loss": None}
+    assert sa._replace(**loose) == sb._replace(**loose)
+    assert [h.step for h in a.history] == [h.step for h in b.history]
+
+
+def test_uninitialized_engine_skips_every_valid_row() -> None:
+    engine = Engine(targets={"click": 1.0})  # not initialised: not entered
+    result = engine.train_table(_table(5)).result(timeout=30)
+    assert set(result.status.tolist()) == {"skipped"}
+    assert engine.stats().skipped == 5
+    engine.close()

@@ -28,12 +28,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from itertools import repeat
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from livelearn.interaction import InteractionData, InvalidInteraction
+from livelearn.results import StepResult, TrainedRows
 
 __all__ = [
     "CONTEXT_PREFIX",
@@ -43,6 +44,7 @@ __all__ = [
     "TableResult",
     "check_rows",
     "collect",
+    "collect_chunks",
     "interactions_from_table",
     "spread_predictions",
     "table_columns",
@@ -297,6 +299,101 @@ def collect(
     else:
         build()
     return out
+
+
+def collect_chunks(
+    rows: list[InteractionData | None],
+    errors: list[tuple[int, InvalidInteraction]],
+    futures: Sequence[Future[Any]],
+    n_outputs: int,
+) -> Future[TableResult]:
+    """Like :func:`collect`, for the Futures of the table's chunks (consecutive
+    valid rows, in order): each resolves with a ``TrainedRows`` (every row
+    trained), a per-row result list, one ``StepResult`` for the whole chunk
+    (skipped: dropped, forked) or an exception (failed)."""
+    out: Future[TableResult] = Future()
+    out.set_running_or_notify_cancel()
+
+    def build() -> None:
+        try:
+            out.set_result(_chunk_result(rows, errors, futures, n_outputs))
+        except BaseException as exc:  # never leave the caller waiting
+            out.set_exception(exc)
+
+    if futures:
+        _when_all_done(futures, build)
+    else:
+        build()
+    return out
+
+
+def _empty(n: int, n_outputs: int) -> TableResult:
+    shape = (n,) if n_outputs == 1 else (n, n_outputs)
+    return TableResult(
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, np.nan, dtype=np.float64),
+        np.full(shape, np.nan, dtype=np.float32),
+        np.empty(n, dtype=object),
+        np.full(n, None, dtype=object),
+    )
+
+
+def _chunk_result(
+    rows: list[InteractionData | None],
+    errors: list[tuple[int, InvalidInteraction]],
+    futures: Sequence[Future[Any]],
+    n_outputs: int,
+) -> TableResult:
+    n = len(rows)
+    out = _empty(n, n_outputs)
+    step, loss, prediction, status, reason = out
+    for i, invalid in errors:
+        status[i] = INVALID
+        reason[i] = str(invalid)
+    valid = (
+        np.flatnonzero(np.fromiter((it is not None for it in rows), dtype=bool, count=n))
+        if errors
+        else np.arange(n)
+    )
+    start = 0
+    for future in futures:
+        size = cast("Any", future).rows
+        at = valid[start : start + size]
+        start += size
+        exc = future.exception()
+        if exc is not None:
+            status[at] = "rejected" if isinstance(exc, InvalidInteraction) else "failed"
+            reason[at] = str(exc)
+            continue
+        outcome = future.result()
+        if isinstance(outcome, TrainedRows):
+            step[at] = outcome._steps
+            loss[at] = outcome._losses
+            prediction[at] = outcome._preds
+            status[at] = "trained"
+        elif isinstance(outcome, StepResult):  # the whole chunk (skipped)
+            status[at] = outcome.status.value
+            reason[at] = outcome.reason
+        else:
+            for i, r in zip(at.tolist(), outcome, strict=True):
+                _put(out, i, r)
+    return out
+
+
+def _put(out: TableResult, i: int, r: object) -> None:
+    if isinstance(r, BaseException):
+        out.status[i] = "rejected" if isinstance(r, InvalidInteraction) else "failed"
+        out.reason[i] = str(r)
+        return
+    assert isinstance(r, StepResult)
+    out.status[i] = r.status.value
+    out.reason[i] = r.reason
+    if r.step is not None:
+        out.step[i] = r.step
+    if r.loss is not None:
+        out.loss[i] = r.loss
+    if r.prediction is not None:
+        out.prediction[i] = r.prediction
 
 
 def _result(
