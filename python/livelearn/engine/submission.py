@@ -21,15 +21,15 @@ from livelearn.futures import StepFuture, resolve_all
 from livelearn.results import StepResult, StepStatus
 
 __all__ = [
-    "ChunkFuture",
-    "TableChunk",
-    "rows_of",
     "FORKED_MESSAGE",
     "POLICIES",
     "YIELD_EVERY_BATCHES",
+    "ChunkFuture",
     "OverloadPolicy",
     "SubmissionQueue",
+    "TableChunk",
     "in_dispatcher",
+    "rows_of",
 ]
 
 logger = logging.getLogger("livelearn")
@@ -55,7 +55,6 @@ _DROPPED = "dropped: the queue was full (overload='drop_oldest')"
 _ROOM_POLL_S = 0.1
 
 Entry = tuple[object, StepFuture[StepResult]]
-
 
 
 class TableChunk:
