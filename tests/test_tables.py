@@ -233,3 +233,33 @@ def test_uninitialized_engine_skips_every_valid_row() -> None:
     assert set(result.status.tolist()) == {"skipped"}
     assert engine.stats().skipped == 5
     engine.close()
+
+
+def test_column_checks_build_the_same_rows_as_interaction_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows built from the column checks equal (values and types) those built
+    by InteractionData, and odd rows still get InteractionData's own errors."""
+    import livelearn.tables as tables
+
+    table = {
+        "action_type": ["click", " ", "", "é", np.str_("view"), "x" * 300, "click", "a", "b", "c"],
+        "timestamp": [1.0, 2.0, 3.0, 4.0, 5, 6.0, float("nan"), 7.0, 8.0, 9.0],
+        "user_id": [1, "u", "", True, np.int64(3), "ü", 7, "w", 2**70, "v"],
+        "label": [None, 1.0, float("nan"), 2, float("inf"), 0.5, None, -1.0, None, 3.0],
+        "context.s": ["a", None, "é", "b" * 5000, "", "z", "q", "r", None, "t"],
+        "context.n": [1.5, float("nan"), 2, True, None, float("inf"), 3.0, 0.0, 1, 2.0],
+    }
+    plain = ["a", None, "e", "", "b", "z", "q", "r", None, "t"]
+    for drop, s in ((None, None), ("context.n", None), ("context.n", plain), ("label", plain)):
+        t = {k: v for k, v in table.items() if k != drop}
+        if s is not None:  # plain context columns: only the other fields are odd
+            t["context.s"] = s
+        fast = interactions_from_table(t)
+        with monkeypatch.context() as m:
+            m.setattr(tables, "_fast_checks", lambda *_: None)
+            slow = interactions_from_table(t)
+        assert [repr(r) for r in fast[0]] == [repr(r) for r in slow[0]]
+        assert fast[0] == slow[0]
+        assert [(i, str(e)) for i, e in fast[1]] == [(i, str(e)) for i, e in slow[1]]
+        assert fast[1]

@@ -28,12 +28,22 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from itertools import repeat
+from types import MappingProxyType
 from typing import Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.interaction import InteractionData, InvalidInteraction
+from livelearn.interaction import (
+    MAX_ACTION_TYPE_LEN,
+    MAX_CONTEXT_KEY_LEN,
+    MAX_CONTEXT_KEYS,
+    MAX_CONTEXT_STR_LEN,
+    MAX_TIMESTAMP,
+    MAX_USER_ID_LEN,
+    InteractionData,
+    InvalidInteraction,
+)
 from livelearn.results import StepResult, TrainedRows
 
 __all__ = [
@@ -199,15 +209,78 @@ def interactions_from_table(
     errors: list[tuple[int, InvalidInteraction]] = []
     append = rows.append
     make = InteractionData
-    for i, (action, when, user, label, values) in enumerate(
-        zip(
+    fast = _fast_checks(columns, keys)
+    if fast is not None:
+        actions, ctx_ok = fast
+        new = object.__new__
+        put = object.__setattr__
+        proxy = MappingProxyType
+        isfinite = math.isfinite
+        for action, when, user, label, values in zip(
             columns["action_type"],
             columns["timestamp"],
             columns["user_id"],
             labels,
             contexts,
-            strict=False,  # equal lengths: table_columns checked them
+            strict=False,
+        ):
+            # Rows whose every value the column checks judged valid are built
+            # without InteractionData.__init__ (the same stored values); any
+            # other row goes through it, below, for its exact error.
+            if (
+                action in actions
+                and type(when) is float
+                and 0.0 <= when < MAX_TIMESTAMP
+                and (
+                    type(user) is int
+                    or (
+                        type(user) is str
+                        and user
+                        and len(user) <= MAX_USER_ID_LEN
+                        and user.isascii()
+                    )
+                )
+                and (
+                    label is None or (type(label) is float and (label != label or isfinite(label)))
+                )
+                and ctx_ok
+            ):
+                it = new(make)
+                put(it, "action_type", action)
+                put(it, "timestamp", when)
+                put(it, "user_id", user)
+                if values is None:
+                    put(it, "context", None)
+                else:
+                    ctx = {
+                        k: v for k, v in zip(keys, values, strict=True) if v is not None and v == v
+                    }
+                    put(it, "context", proxy(ctx) if ctx else None)
+                put(it, "label", label if label == label else None)
+                append(it)
+            else:
+                append(None)
+        if all(it is not None for it in rows):
+            return rows, errors
+        slow = [i for i, it in enumerate(rows) if it is None]
+        columns = {name: [col[i] for i in slow] for name, col in columns.items()}
+        contexts = (
+            zip(*(columns[CONTEXT_PREFIX + k] for k in keys), strict=True)
+            if keys
+            else repeat(None, len(slow))
         )
+        labels = columns.get("label") or repeat(None, len(slow))
+        indices: Any = iter(slow)
+    else:
+        indices = iter(range(n))
+    for i, action, when, user, label, values in zip(
+        indices,
+        columns["action_type"],
+        columns["timestamp"],
+        columns["user_id"],
+        labels,
+        contexts,
+        strict=False,  # equal lengths: table_columns checked them
     ):
         try:
             # v == v is False for NaN only: None and NaN mark a missing value.
@@ -227,12 +300,68 @@ def interactions_from_table(
             )
             if _missing(label):
                 label = None
+        made: InteractionData | None
         try:
-            append(make(action, when, user, context, label))
+            made = make(action, when, user, context, label)
         except InvalidInteraction as exc:
-            append(None)
+            made = None
             errors.append((i, exc))
+        if fast is None:
+            append(made)
+        else:
+            rows[i] = made
     return rows, errors
+
+
+_PLAIN = frozenset({str, float, int, bool, type(None)})
+
+
+def _fast_checks(columns: dict[str, list[Any]], keys: list[str]) -> tuple[set[str], bool] | None:
+    """What the column checks judge valid without looking row by row: the
+    action types (each distinct value once) and whether every context column
+    holds only plain values that ``InteractionData`` accepts as they are
+    (short ASCII str, finite or NaN float, int, bool, None). None: the table
+    is not plain enough (every row goes through ``InteractionData``)."""
+    try:
+        distinct = set(columns["action_type"])
+    except TypeError:  # an unhashable value
+        return None
+    actions = {
+        a
+        for a in distinct
+        if type(a) is str
+        and a
+        and len(a) <= MAX_ACTION_TYPE_LEN
+        and a.isascii()
+        and not a.isspace()
+    }
+    if len(keys) > MAX_CONTEXT_KEYS:
+        return None
+    for key in keys:
+        if len(key) > MAX_CONTEXT_KEY_LEN or not key.isascii():
+            return None
+    ctx_ok = True
+    for key in keys:
+        column = columns[CONTEXT_PREFIX + key]
+        kinds = set(map(type, column))
+        if not kinds <= _PLAIN:
+            ctx_ok = False
+            break
+        if str in kinds:
+            try:
+                strings = {v for v in column if type(v) is str}
+            except TypeError:
+                return None
+            if not all(len(v) <= MAX_CONTEXT_STR_LEN and v.isascii() for v in strings):
+                ctx_ok = False
+                break
+        if float in kinds and any(type(v) is float and v in _INFINITIES for v in column):
+            ctx_ok = False
+            break
+    return actions, ctx_ok
+
+
+_INFINITIES = (math.inf, -math.inf)
 
 
 def check_rows(errors: list[tuple[int, InvalidInteraction]], strict: bool, what: str) -> None:

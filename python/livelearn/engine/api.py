@@ -1060,7 +1060,7 @@ class Engine:
         """
         rows, errors = tables.interactions_from_table(table)
         tables.check_rows(errors, strict, "train_table")
-        valid = [it for it in rows if it is not None] if errors else rows
+        valid: list[object] = [it for it in rows if it is not None]
         if self._closing:
             raise EngineClosed(self._queue.closed_message("train_table"))
         if not self._initialized or self._submit_hooks or not valid:
