@@ -263,3 +263,28 @@ def test_column_checks_build_the_same_rows_as_interaction_data(
         assert fast[0] == slow[0]
         assert [(i, str(e)) for i, e in fast[1]] == [(i, str(e)) for i, e in slow[1]]
         assert fast[1]
+
+
+def test_dropped_and_raise_count_a_chunk_by_its_rows() -> None:
+    """drop_oldest counts a dropped chunk's rows as skipped and resolves its one
+    Future; overload="raise" refuses a table that does not fit, queuing nothing."""
+    import threading
+
+    from livelearn.engine.bookkeeping import Ledger
+    from livelearn.engine.submission import ChunkFuture, SubmissionQueue, TableChunk
+    from livelearn.errors import EngineOverloaded
+    from livelearn.history import History
+
+    done = threading.Condition()
+    ledger = Ledger(History(0, 4, 1, False), 0)
+    queue = SubmissionQueue(2, "drop_oldest", 4, ledger, done)
+    chunk = ChunkFuture(done, 5)
+    assert queue.put_chunks([TableChunk([object()] * 5)], [chunk])
+    assert queue.submitted == 5
+    queue.put_many([object(), object()], [ChunkFuture(done, 1), ChunkFuture(done, 1)])
+    assert ledger.counters.skipped == 5 and ledger.resolved == 5
+    assert chunk.result(timeout=5).status.value == "skipped"
+    strict = SubmissionQueue(4, "raise", 4, Ledger(History(0, 4, 1, False), 0), done)
+    with pytest.raises(EngineOverloaded):
+        strict.put_chunks([TableChunk([object()] * 5)], [ChunkFuture(done, 5)])
+    assert strict.submitted == 0 and not strict.items
