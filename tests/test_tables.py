@@ -175,3 +175,116 @@ def test_empty_and_all_invalid_tables() -> None:
         assert engine.predict_table(
             {"action_type": [""], "timestamp": [0.0], "user_id": [1]}
         ).shape == (1, 1)
+
+
+def test_chunks_with_rejected_and_invalid_rows_match_train_many(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Several chunks (one queue entry and one native call each), rows rejected
+    by the targets and rows refused by validation: the same results, counters,
+    history and rejection logs as train_many on the valid rows."""
+    import livelearn.engine.api as api
+
+    monkeypatch.setattr(api, "TABLE_CHUNK_ROWS", 7)
+    table = _table(40)
+    table["action_type"] = [
+        "other" if i % 9 == 4 else a for i, a in enumerate(table["action_type"])
+    ]  # no target: rejected
+    stamps = table["timestamp"].copy()
+    stamps[[3, 17]] = -1.0  # invalid rows
+    table["timestamp"] = stamps
+    valid = [i for i in range(40) if i not in (3, 17)]
+    a, b = _engine(batch_size=4), _engine(batch_size=4)
+    a.initialize()
+    b.initialize()
+    good = {k: [v[i] for i in valid] for k, v in table.items()}
+    with caplog.at_level(logging.WARNING, logger="livelearn"):
+        result = a.train_table(table).result(timeout=30)
+        a.close()  # the rejection logs follow the resolution: wait for the dispatcher
+        logged_a = [r.getMessage() for r in caplog.records if "step rejected" in r.getMessage()]
+        caplog.clear()
+        steps = b.train_many(_interactions(good))
+        b.close()
+        logged_b = [r.getMessage() for r in caplog.records if "step rejected" in r.getMessage()]
+    assert logged_a == logged_b and len(logged_a) == 4
+    expected = {i: f.exception() or f.result() for i, f in zip(valid, steps, strict=True)}
+    assert result.invalid_rows.tolist() == [3, 17]
+    for i, r in expected.items():
+        if isinstance(r, BaseException):
+            assert result.status[i] == "rejected" and result.reason[i] == str(r)
+            continue
+        assert (result.status[i], result.reason[i]) == (r.status.value, r.reason)
+        assert result.step[i] == (-1 if r.step is None else r.step)
+        if r.loss is not None:
+            assert result.loss[i] == r.loss
+    # The loss sums and their moving average fold each booked batch at once
+    # (chunks of 7 rows here, batches of 4 there): equal up to rounding.
+    sa, sb = a.stats(), b.stats()
+    assert sa.recent_loss == pytest.approx(sb.recent_loss, rel=1e-12)
+    assert sa.mean_loss == pytest.approx(sb.mean_loss, rel=1e-12)
+    loose = {"started_at": None, "last_example_time": None, "recent_loss": None, "mean_loss": None}
+    assert sa._replace(**loose) == sb._replace(**loose)
+    assert [h.step for h in a.history] == [h.step for h in b.history]
+
+
+def test_uninitialized_engine_skips_every_valid_row() -> None:
+    engine = Engine(targets={"click": 1.0})  # not initialised: not entered
+    result = engine.train_table(_table(5)).result(timeout=30)
+    assert set(result.status.tolist()) == {"skipped"}
+    assert engine.stats().skipped == 5
+    engine.close()
+
+
+def test_column_checks_build_the_same_rows_as_interaction_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows built from the column checks equal (values and types) those built
+    by InteractionData, and odd rows still get InteractionData's own errors."""
+    import livelearn.tables as tables
+
+    table = {
+        "action_type": ["click", " ", "", "é", np.str_("view"), "x" * 300, "click", "a", "b", "c"],
+        "timestamp": [1.0, 2.0, 3.0, 4.0, 5, 6.0, float("nan"), 7.0, 8.0, 9.0],
+        "user_id": [1, "u", "", True, np.int64(3), "ü", 7, "w", 2**70, "v"],
+        "label": [None, 1.0, float("nan"), 2, float("inf"), 0.5, None, -1.0, None, 3.0],
+        "context.s": ["a", None, "é", "b" * 5000, "", "z", "q", "r", None, "t"],
+        "context.n": [1.5, float("nan"), 2, True, None, float("inf"), 3.0, 0.0, 1, 2.0],
+    }
+    plain = ["a", None, "e", "", "b", "z", "q", "r", None, "t"]
+    for drop, s in ((None, None), ("context.n", None), ("context.n", plain), ("label", plain)):
+        t = {k: v for k, v in table.items() if k != drop}
+        if s is not None:  # plain context columns: only the other fields are odd
+            t["context.s"] = s
+        fast = interactions_from_table(t)
+        with monkeypatch.context() as m:
+            m.setattr(tables, "_fast_checks", lambda *_: None)
+            slow = interactions_from_table(t)
+        assert [repr(r) for r in fast[0]] == [repr(r) for r in slow[0]]
+        assert fast[0] == slow[0]
+        assert [(i, str(e)) for i, e in fast[1]] == [(i, str(e)) for i, e in slow[1]]
+        assert fast[1]
+
+
+def test_dropped_and_raise_count_a_chunk_by_its_rows() -> None:
+    """drop_oldest counts a dropped chunk's rows as skipped and resolves its one
+    Future; overload="raise" refuses a table that does not fit, queuing nothing."""
+    import threading
+
+    from livelearn.engine.bookkeeping import Ledger
+    from livelearn.engine.submission import ChunkFuture, SubmissionQueue, TableChunk
+    from livelearn.errors import EngineOverloaded
+    from livelearn.history import History
+
+    done = threading.Condition()
+    ledger = Ledger(History(0, 4, 1, False), 0)
+    queue = SubmissionQueue(2, "drop_oldest", 4, ledger, done)
+    chunk = ChunkFuture(done, 5)
+    assert queue.put_chunks([TableChunk([object()] * 5)], [chunk])
+    assert queue.submitted == 5
+    queue.put_many([object(), object()], [ChunkFuture(done, 1), ChunkFuture(done, 1)])
+    assert ledger.counters.skipped == 5 and ledger.resolved == 5
+    assert chunk.result(timeout=5).status.value == "skipped"
+    strict = SubmissionQueue(4, "raise", 4, Ledger(History(0, 4, 1, False), 0), done)
+    with pytest.raises(EngineOverloaded):
+        strict.put_chunks([TableChunk([object()] * 5)], [ChunkFuture(done, 5)])
+    assert strict.submitted == 0 and not strict.items

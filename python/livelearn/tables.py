@@ -28,12 +28,23 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from itertools import repeat
-from typing import Any, NamedTuple, TypeAlias
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from livelearn.interaction import InteractionData, InvalidInteraction
+from livelearn.interaction import (
+    MAX_ACTION_TYPE_LEN,
+    MAX_CONTEXT_KEY_LEN,
+    MAX_CONTEXT_KEYS,
+    MAX_CONTEXT_STR_LEN,
+    MAX_TIMESTAMP,
+    MAX_USER_ID_LEN,
+    InteractionData,
+    InvalidInteraction,
+)
+from livelearn.results import StepResult, TrainedRows
 
 __all__ = [
     "CONTEXT_PREFIX",
@@ -43,6 +54,7 @@ __all__ = [
     "TableResult",
     "check_rows",
     "collect",
+    "collect_chunks",
     "interactions_from_table",
     "spread_predictions",
     "table_columns",
@@ -197,15 +209,78 @@ def interactions_from_table(
     errors: list[tuple[int, InvalidInteraction]] = []
     append = rows.append
     make = InteractionData
-    for i, (action, when, user, label, values) in enumerate(
-        zip(
+    fast = _fast_checks(columns, keys)
+    if fast is not None:
+        actions, ctx_ok = fast
+        new = object.__new__
+        put = object.__setattr__
+        proxy = MappingProxyType
+        isfinite = math.isfinite
+        for action, when, user, label, values in zip(
             columns["action_type"],
             columns["timestamp"],
             columns["user_id"],
             labels,
             contexts,
-            strict=False,  # equal lengths: table_columns checked them
+            strict=False,
+        ):
+            # Rows whose every value the column checks judged valid are built
+            # without InteractionData.__init__ (the same stored values); any
+            # other row goes through it, below, for its exact error.
+            if (
+                action in actions
+                and type(when) is float
+                and 0.0 <= when < MAX_TIMESTAMP
+                and (
+                    type(user) is int
+                    or (
+                        type(user) is str
+                        and user
+                        and len(user) <= MAX_USER_ID_LEN
+                        and user.isascii()
+                    )
+                )
+                and (
+                    label is None or (type(label) is float and (label != label or isfinite(label)))
+                )
+                and ctx_ok
+            ):
+                it = new(make)
+                put(it, "action_type", action)
+                put(it, "timestamp", when)
+                put(it, "user_id", user)
+                if values is None:
+                    put(it, "context", None)
+                else:
+                    ctx = {
+                        k: v for k, v in zip(keys, values, strict=True) if v is not None and v == v
+                    }
+                    put(it, "context", proxy(ctx) if ctx else None)
+                put(it, "label", label if label == label else None)
+                append(it)
+            else:
+                append(None)
+        if all(it is not None for it in rows):
+            return rows, errors
+        slow = [i for i, it in enumerate(rows) if it is None]
+        columns = {name: [col[i] for i in slow] for name, col in columns.items()}
+        contexts = (
+            zip(*(columns[CONTEXT_PREFIX + k] for k in keys), strict=True)
+            if keys
+            else repeat(None, len(slow))
         )
+        labels = columns.get("label") or repeat(None, len(slow))
+        indices: Any = iter(slow)
+    else:
+        indices = iter(range(n))
+    for i, action, when, user, label, values in zip(
+        indices,
+        columns["action_type"],
+        columns["timestamp"],
+        columns["user_id"],
+        labels,
+        contexts,
+        strict=False,  # equal lengths: table_columns checked them
     ):
         try:
             # v == v is False for NaN only: None and NaN mark a missing value.
@@ -225,12 +300,68 @@ def interactions_from_table(
             )
             if _missing(label):
                 label = None
+        made: InteractionData | None
         try:
-            append(make(action, when, user, context, label))
+            made = make(action, when, user, context, label)
         except InvalidInteraction as exc:
-            append(None)
+            made = None
             errors.append((i, exc))
+        if fast is None:
+            append(made)
+        else:
+            rows[i] = made
     return rows, errors
+
+
+_PLAIN = frozenset({str, float, int, bool, type(None)})
+
+
+def _fast_checks(columns: dict[str, list[Any]], keys: list[str]) -> tuple[set[str], bool] | None:
+    """What the column checks judge valid without looking row by row: the
+    action types (each distinct value once) and whether every context column
+    holds only plain values that ``InteractionData`` accepts as they are
+    (short ASCII str, finite or NaN float, int, bool, None). None: the table
+    is not plain enough (every row goes through ``InteractionData``)."""
+    try:
+        distinct = set(columns["action_type"])
+    except TypeError:  # an unhashable value
+        return None
+    actions = {
+        a
+        for a in distinct
+        if type(a) is str
+        and a
+        and len(a) <= MAX_ACTION_TYPE_LEN
+        and a.isascii()
+        and not a.isspace()
+    }
+    if len(keys) > MAX_CONTEXT_KEYS:
+        return None
+    for key in keys:
+        if len(key) > MAX_CONTEXT_KEY_LEN or not key.isascii():
+            return None
+    ctx_ok = True
+    for key in keys:
+        column = columns[CONTEXT_PREFIX + key]
+        kinds = set(map(type, column))
+        if not kinds <= _PLAIN:
+            ctx_ok = False
+            break
+        if str in kinds:
+            try:
+                strings = {v for v in column if type(v) is str}
+            except TypeError:
+                return None
+            if not all(len(v) <= MAX_CONTEXT_STR_LEN and v.isascii() for v in strings):
+                ctx_ok = False
+                break
+        if float in kinds and any(type(v) is float and v in _INFINITIES for v in column):
+            ctx_ok = False
+            break
+    return actions, ctx_ok
+
+
+_INFINITIES = (math.inf, -math.inf)
 
 
 def check_rows(errors: list[tuple[int, InvalidInteraction]], strict: bool, what: str) -> None:
@@ -297,6 +428,101 @@ def collect(
     else:
         build()
     return out
+
+
+def collect_chunks(
+    rows: list[InteractionData | None],
+    errors: list[tuple[int, InvalidInteraction]],
+    futures: Sequence[Future[Any]],
+    n_outputs: int,
+) -> Future[TableResult]:
+    """Like :func:`collect`, for the Futures of the table's chunks (consecutive
+    valid rows, in order): each resolves with a ``TrainedRows`` (every row
+    trained), a per-row result list, one ``StepResult`` for the whole chunk
+    (skipped: dropped, forked) or an exception (failed)."""
+    out: Future[TableResult] = Future()
+    out.set_running_or_notify_cancel()
+
+    def build() -> None:
+        try:
+            out.set_result(_chunk_result(rows, errors, futures, n_outputs))
+        except BaseException as exc:  # never leave the caller waiting
+            out.set_exception(exc)
+
+    if futures:
+        _when_all_done(futures, build)
+    else:
+        build()
+    return out
+
+
+def _empty(n: int, n_outputs: int) -> TableResult:
+    shape = (n,) if n_outputs == 1 else (n, n_outputs)
+    return TableResult(
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, np.nan, dtype=np.float64),
+        np.full(shape, np.nan, dtype=np.float32),
+        np.empty(n, dtype=object),
+        np.full(n, None, dtype=object),
+    )
+
+
+def _chunk_result(
+    rows: list[InteractionData | None],
+    errors: list[tuple[int, InvalidInteraction]],
+    futures: Sequence[Future[Any]],
+    n_outputs: int,
+) -> TableResult:
+    n = len(rows)
+    out = _empty(n, n_outputs)
+    step, loss, prediction, status, reason = out
+    for i, invalid in errors:
+        status[i] = INVALID
+        reason[i] = str(invalid)
+    valid = (
+        np.flatnonzero(np.fromiter((it is not None for it in rows), dtype=bool, count=n))
+        if errors
+        else np.arange(n)
+    )
+    start = 0
+    for future in futures:
+        size = cast("Any", future).rows
+        at = valid[start : start + size]
+        start += size
+        exc = future.exception()
+        if exc is not None:
+            status[at] = "rejected" if isinstance(exc, InvalidInteraction) else "failed"
+            reason[at] = str(exc)
+            continue
+        outcome = future.result()
+        if isinstance(outcome, TrainedRows):
+            step[at] = outcome._steps
+            loss[at] = outcome._losses
+            prediction[at] = outcome._preds
+            status[at] = "trained"
+        elif isinstance(outcome, StepResult):  # the whole chunk (skipped)
+            status[at] = outcome.status.value
+            reason[at] = outcome.reason
+        else:
+            for i, r in zip(at.tolist(), outcome, strict=True):
+                _put(out, i, r)
+    return out
+
+
+def _put(out: TableResult, i: int, r: object) -> None:
+    if isinstance(r, BaseException):
+        out.status[i] = "rejected" if isinstance(r, InvalidInteraction) else "failed"
+        out.reason[i] = str(r)
+        return
+    assert isinstance(r, StepResult)
+    out.status[i] = r.status.value
+    out.reason[i] = r.reason
+    if r.step is not None:
+        out.step[i] = r.step
+    if r.loss is not None:
+        out.loss[i] = r.loss
+    if r.prediction is not None:
+        out.prediction[i] = r.prediction
 
 
 def _result(

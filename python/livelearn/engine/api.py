@@ -32,8 +32,11 @@ from livelearn.engine.sharing import SharedAutoSaver, load_shared, open_shared, 
 from livelearn.engine.submission import (
     FORKED_MESSAGE,
     POLICIES,
+    ChunkFuture,
     OverloadPolicy,
     SubmissionQueue,
+    TableChunk,
+    rows_of,
 )
 from livelearn.errors import EngineClosed, EngineNotInitialized
 from livelearn.features import Encoder, FeatureEncoder, HashedFeatureEncoder
@@ -53,7 +56,11 @@ from livelearn.results import (
 from livelearn.targets import TargetFn, TargetMapper, TargetValue
 from livelearn.validation import check_choice, check_int, check_name, check_sizes
 
-__all__ = ["Engine", "OverloadPolicy", "SubmitHook"]
+__all__ = ["TABLE_CHUNK_ROWS", "Engine", "OverloadPolicy", "SubmitHook"]
+
+#: Rows of a table per queue entry and native call in :meth:`Engine.train_table`
+#: (at least ``batch_size``): other queued steps wait at most one chunk.
+TABLE_CHUNK_ROWS = 4096
 
 logger = logging.getLogger("livelearn")
 
@@ -638,7 +645,7 @@ class Engine:
 
     def _skip(self, futures: list[StepFuture[StepResult]], reason: str) -> None:
         """Resolve already-counted Futures as skipped (never trained)."""
-        self._ledger.skipped(len(futures))
+        self._ledger.skipped(rows_of(futures))  # a table chunk's Future counts its rows
         result = StepResult(None, None, None, StepStatus.SKIPPED, reason)
         resolve_all(self._done, futures, [result] * len(futures))
 
@@ -1033,8 +1040,13 @@ class Engine:
         skipped, logged and reported by index (status ``"invalid"``), or with
         ``strict=True`` the whole call is refused with
         :class:`InvalidInteraction` (``field`` reads ``"row <i>: <field>"``)
-        and nothing is queued. The valid rows go through :meth:`train_many`:
-        the same counters, history, logs and back-pressure.
+        and nothing is queued. The valid rows are queued in chunks (one queue
+        entry and one native call per chunk of up to ``TABLE_CHUNK_ROWS``
+        rows, in order with other queued steps), prepared and booked exactly
+        like :meth:`train_many` steps: the same counters, history, logs,
+        rejections and non-finite guard. With ``overload="raise"`` the whole
+        table must fit in ``max_pending``; the other policies queue it past
+        the bound (one call).
 
         Example:
             >>> from livelearn import Engine
@@ -1048,8 +1060,19 @@ class Engine:
         """
         rows, errors = tables.interactions_from_table(table)
         tables.check_rows(errors, strict, "train_table")
-        futures = self.train_many(it for it in rows if it is not None)
-        return tables.collect(rows, errors, futures, self._targets.n_outputs)
+        valid: list[object] = [it for it in rows if it is not None]
+        if self._closing:
+            raise EngineClosed(self._queue.closed_message("train_table"))
+        if not self._initialized or self._submit_hooks or not valid:
+            # Per-step Futures: skipped as train_many skips them, or seen by the hooks.
+            futures = self.train_many(cast("list[InteractionData]", valid))
+            return tables.collect(rows, errors, futures, self._targets.n_outputs)
+        size = max(self._batch_size, TABLE_CHUNK_ROWS)
+        chunks = [TableChunk(valid[i : i + size]) for i in range(0, len(valid), size)]
+        chunk_futures = [ChunkFuture(self._done, len(c.items)) for c in chunks]
+        if not self._queue.put_chunks(chunks, chunk_futures):
+            raise EngineClosed(self._queue.closed_message("train_table"))
+        return tables.collect_chunks(rows, errors, chunk_futures, self._targets.n_outputs)
 
     def predict_table(self, table: tables.Table, *, strict: bool = False) -> NDArray[np.float32]:
         """Outputs for every row of a table (as :meth:`train_table` reads it),

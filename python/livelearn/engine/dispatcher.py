@@ -36,7 +36,13 @@ from numpy.typing import NDArray
 
 from livelearn.engine.batch import FieldFeatures, PreparedBatch, prepare
 from livelearn.engine.bookkeeping import Ledger
-from livelearn.engine.submission import Entry, SubmissionQueue, in_dispatcher
+from livelearn.engine.submission import (
+    Entry,
+    SubmissionQueue,
+    TableChunk,
+    in_dispatcher,
+    rows_of,
+)
 from livelearn.features import Encoder
 from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all, resolve_rows
@@ -195,12 +201,16 @@ class Dispatcher:
             self.inflight.pop(me, None)
             return
         try:
-            joins = self.joins
-            if joins is None:
-                self._train_part(batch, me, None)
-            else:  # runs of interactions and of encoded rows, in queue order
-                for part, encoded in joins.split(batch):
-                    self._train_part(part, me, joins if encoded else None)
+            for part, chunk in _table_runs(batch):
+                if chunk:  # one table chunk: its rows, one native call, one Future
+                    self._train_chunk(part[0], me)
+                    continue
+                joins = self.joins
+                if joins is None:
+                    self._train_part(part, me, None)
+                else:  # runs of interactions and of encoded rows, in queue order
+                    for run, encoded in joins.split(part):
+                        self._train_part(run, me, joins if encoded else None)
         except BaseException as exc:  # never leave a Future unresolved
             self._fail(batch, exc)
         finally:
@@ -237,6 +247,25 @@ class Dispatcher:
             assert isinstance(results, list)
             _log_rejections(prepared.items, results)
 
+    def _train_chunk(self, entry: Entry, me: int) -> None:
+        """A :class:`TableChunk` entry: prepared, trained and booked like a run
+        of interactions (the same ``prepare`` and ``Ledger.book``), and its
+        one Future resolved with the chunk's outcome."""
+        chunk, future = entry
+        assert isinstance(chunk, TableChunk)
+        fields = isinstance(self.network, FieldNetwork)
+        prepared = prepare(chunk.items, self.encoder, self.targets, fields)
+        with self.train_lock:
+            self._train_holder = me
+            try:
+                results, any_rejected = self.ledger.book(prepared, *self._train(prepared))
+            finally:
+                self._train_holder = None
+        resolve_all(self.done, [future], [results])
+        if any_rejected:
+            assert isinstance(results, list)
+            _log_rejections(prepared.items, results)
+
     def _train(
         self, batch: PreparedBatch
     ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.uint8], NDArray[np.int64]]:
@@ -261,7 +290,7 @@ class Dispatcher:
     def _fail(self, batch: list[Entry], exc: BaseException) -> None:
         logger.error("%d step(s) failed: %s: %s", len(batch), type(exc).__name__, exc)
         pending = [f for _, f in batch if not f.done()]
-        self.ledger.failed(len(pending))
+        self.ledger.failed(rows_of(pending))
         resolve_all(self.done, pending, [exc] * len(pending))
 
     # ------------------------------------------------------------------ fork
@@ -294,6 +323,20 @@ class Dispatcher:
                 inherited += [f for _, f in batch if not f.done()]
                 del self.inflight[thread_id]
         return inherited
+
+
+def _table_runs(batch: list[Entry]) -> Iterator[tuple[list[Entry], bool]]:
+    """Consecutive runs of ``batch`` in queue order: each :class:`TableChunk`
+    entry alone (flagged True), the entries between them together."""
+    start = 0
+    for i, (item, _) in enumerate(batch):
+        if type(item) is TableChunk:
+            if i > start:
+                yield batch[start:i], False
+            yield batch[i : i + 1], True
+            start = i + 1
+    if start < len(batch):
+        yield batch[start:] if start else batch, False
 
 
 def _log_rejections(items: list[object], results: list[object]) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from livelearn.engine.bookkeeping import Ledger
 from livelearn.errors import EngineClosed, EngineOverloaded
@@ -24,9 +24,12 @@ __all__ = [
     "FORKED_MESSAGE",
     "POLICIES",
     "YIELD_EVERY_BATCHES",
+    "ChunkFuture",
     "OverloadPolicy",
     "SubmissionQueue",
+    "TableChunk",
     "in_dispatcher",
+    "rows_of",
 ]
 
 logger = logging.getLogger("livelearn")
@@ -52,6 +55,37 @@ _DROPPED = "dropped: the queue was full (overload='drop_oldest')"
 _ROOM_POLL_S = 0.1
 
 Entry = tuple[object, StepFuture[StepResult]]
+
+
+class TableChunk:
+    """Consecutive valid rows of a table (:meth:`Engine.train_table`) queued as
+    ONE entry: the dispatcher prepares and trains them with one native call and
+    books them in bulk; its :class:`ChunkFuture` resolves with the chunk's
+    outcome (a ``TrainedRows``, a per-row result list, a skipped ``StepResult``
+    for the whole chunk, or an exception)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[object]) -> None:
+        self.items = items
+
+
+class ChunkFuture(StepFuture[Any]):
+    """The Future of a :class:`TableChunk` entry; ``rows`` steps are counted for it."""
+
+    def __init__(self, condition: threading.Condition, rows: int) -> None:
+        super().__init__(condition)
+        self.rows = rows
+
+
+def rows_of(futures: Sequence[StepFuture[Any]]) -> int:
+    """How many steps ``futures`` stand for (a chunk's Future counts its rows)."""
+    n = len(futures)
+    for f in futures:
+        if type(f) is ChunkFuture:
+            n += f.rows - 1
+    return n
+
 
 # .active is True inside dispatcher threads (set by the dispatcher).
 in_dispatcher = threading.local()
@@ -152,6 +186,26 @@ class SubmissionQueue:
                 break
         return start
 
+    def put_chunks(self, chunks: Sequence[TableChunk], futures: Sequence[ChunkFuture]) -> bool:
+        """Queue a table's chunks in order, all at once (``train_table``); each
+        counts its rows as submitted. With ``overload="raise"`` they must fit in
+        ``max_pending`` (counted in entries plus rows), else nothing is queued;
+        the other policies queue them past the bound (a table is one call).
+        Returns False when the engine is closed (nothing queued)."""
+        rows = rows_of(futures)
+        with self.lock:
+            if self.closing:
+                return False
+            queued = len(self.items)
+            if self.overload == "raise" and queued + rows > self.max_pending:
+                raise EngineOverloaded(
+                    f"{rows} steps do not fit: {queued} pending (max_pending={self.max_pending})"
+                )
+            self.submitted += rows
+            self.items.extend(zip(chunks, futures, strict=True))
+        self.wake.set()
+        return True
+
     def make_room(self, needed: int) -> bool:
         """Apply the overload policy until ``needed`` more items fit. Returns
         True when the caller must queue them even though they do not fit."""
@@ -171,9 +225,9 @@ class SubmissionQueue:
                     except IndexError:
                         break
                     dropped.append(future)
-                ledger.count_skipped_locked(len(dropped))
+                ledger.count_skipped_locked(rows_of(dropped))
             if dropped:
-                logger.warning("%d queued steps skipped: %s", len(dropped), _DROPPED)
+                logger.warning("%d queued steps skipped: %s", rows_of(dropped), _DROPPED)
                 result = StepResult(None, None, None, StepStatus.SKIPPED, _DROPPED)
                 resolve_all(self._done, dropped, [result] * len(dropped))
             return False
