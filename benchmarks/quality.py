@@ -459,6 +459,26 @@ DENSE_CANDIDATES: dict[str, dict[str, Any]] = {
     "candidate: SGD, lr 0.01": {"optimizer": "sgd", "learning_rate": 0.01},
     "candidate: Adam, lr 0.001": {"optimizer": "adam", "learning_rate": 0.001},
     "candidate: Adam, lr 0.0005": {"optimizer": "adam", "learning_rate": 0.0005},
+    "candidate: SGD, lr 0.05, running bias": {
+        "optimizer": "sgd",
+        "learning_rate": 0.05,
+        "running_bias": True,
+    },
+    "candidate: SGD, lr 0.01, running bias": {
+        "optimizer": "sgd",
+        "learning_rate": 0.01,
+        "running_bias": True,
+    },
+    "candidate: Adam, lr 0.001, running bias": {
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+        "running_bias": True,
+    },
+    "candidate: Adam, lr 0.0005, running bias": {
+        "optimizer": "adam",
+        "learning_rate": 0.0005,
+        "running_bias": True,
+    },
 }
 
 
