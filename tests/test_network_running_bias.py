@@ -62,10 +62,10 @@ def test_running_bias_rejected_step_and_bad_state_change_nothing() -> None:
     with pytest.raises(ValueError):
         net.train_step(np.array([np.nan, 1.0], np.float32), 1.0)
     bad = dict(before, **{"optimizer.bias.N": np.zeros(1, np.float32)})
-    with pytest.raises(ValueError, match="optimizer.bias.N"):
+    with pytest.raises(ValueError, match=r"optimizer\.bias\.N"):
         net.set_state(bad)
     missing = {k: v for k, v in before.items() if k != "optimizer.bias.N"}
-    with pytest.raises(ValueError, match="optimizer.bias.N"):
+    with pytest.raises(ValueError, match=r"optimizer\.bias\.N"):
         net.set_state(missing)
     after = net.get_state()
     for name in before:

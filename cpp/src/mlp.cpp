@@ -265,6 +265,7 @@ LL_INLINE StepResult Mlp::step(const float* x, const std::int32_t* idx, std::siz
 bool Mlp::stage_running_bias(const float* y, float weight) {
   constexpr double kMaxBiasStep = 1.0;  // bce: the most one step moves a bias, in logits
   constexpr double kTiny = 1e-12;
+  const double kMaxLogit = std::log((1.0 - kTiny) / kTiny);
   const std::size_t k = n_outputs();
   const float* z = acts_.data() + act_off_.back();
   const float* b = params_.data() + layers_.back().b;
@@ -277,10 +278,10 @@ bool Mlp::stage_running_bias(const float* y, float weight) {
     const double zo = static_cast<double>(z[o]), t = static_cast<double>(y[o]);
     double step;
     if (config_.loss == Loss::BCE) {
+      // logit(clamp(p)) is the clamped logit itself: one log a step, not two.
       const double p = 1.0 / (1.0 + std::exp(-zo));
       const double q = std::clamp(p + w * (t - p) / n_seen, kTiny, 1.0 - kTiny);
-      const double pc = std::clamp(p, kTiny, 1.0 - kTiny);
-      step = std::log(q / (1.0 - q)) - std::log(pc / (1.0 - pc));
+      step = std::log(q / (1.0 - q)) - std::clamp(zo, -kMaxLogit, kMaxLogit);
       step = std::clamp(step, -kMaxBiasStep, kMaxBiasStep);
     } else {
       const double pred = sigmoid_out ? 1.0 / (1.0 + std::exp(-zo)) : zo;
