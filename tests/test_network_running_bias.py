@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livelearn import Engine, Network
+from livelearn import Engine, HashedFeatureEncoder, Network
 from livelearn import checkpoint_format as fmt
 
 ZERO = np.zeros(1, np.float32)
@@ -129,3 +129,15 @@ def test_engine_passes_running_bias_and_checkpoints_keep_it(tmp_path: Path) -> N
         assert loaded.network.get_config()["running_bias"] is True
     with pytest.raises(TypeError, match="running_bias"):
         Engine(running_bias=1)  # type: ignore[arg-type]
+
+
+def test_an_old_field_engine_file_rebuilds_without_the_running_bias(tmp_path: Path) -> None:
+    # A field-model engine written before running_bias existed (it behaved as
+    # running_bias=False) loads as that model, though the default is now on.
+    with Engine(features=HashedFeatureEncoder(n_buckets=64), running_bias=False) as engine:
+        engine.save(tmp_path / "f.ckpt")
+    _drop_running_bias(tmp_path / "f.ckpt")
+    with Engine.load(tmp_path / "f.ckpt") as loaded:
+        assert loaded.network.get_config()["running_bias"] is False
+    with Engine(features=HashedFeatureEncoder(n_buckets=64)) as fresh:
+        assert fresh.network.get_config()["running_bias"] is True
