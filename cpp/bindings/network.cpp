@@ -153,7 +153,8 @@ py::tuple detailed(std::size_t n, std::size_t k, bool return_steps,
 Config make_config(py::handle layers, const std::string& activation, const std::string& output,
                    const std::string& loss, const std::string& optimizer, py::handle learning_rate,
                    py::handle momentum, py::handle weight_decay, py::handle clip_norm,
-                   py::handle seed, py::handle beta1, py::handle beta2, py::handle epsilon) {
+                   py::handle seed, py::handle beta1, py::handle beta2, py::handle epsilon,
+                   py::handle running_bias) {
   Config c;
   if (!PySequence_Check(layers.ptr()) || PyUnicode_Check(layers.ptr())) {
     type_error("layers: expected a sequence of ints such as [4, 16, 8, 1]");
@@ -192,6 +193,10 @@ Config make_config(py::handle layers, const std::string& activation, const std::
     value_error("seed: must be an int in [0, 2^64)");
   }
   c.seed = s;
+  if (!py::isinstance<py::bool_>(running_bias)) {
+    type_error("running_bias: expected a bool, got " + type_name(running_bias));
+  }
+  c.running_bias = running_bias.cast<bool>();
   c.validate();
   return c;
 }
@@ -314,10 +319,11 @@ void register_network(py::module_& m) {
                        const std::string& loss, const std::string& optimizer,
                        py::handle learning_rate, py::handle momentum, py::handle weight_decay,
                        py::handle clip_norm, py::handle seed, py::handle beta1, py::handle beta2,
-                       py::handle epsilon, py::handle share, py::handle share_timeout) {
+                       py::handle epsilon, py::handle share, py::handle share_timeout,
+                       py::handle running_bias) {
              Config config =
                  make_config(layers, activation, output, loss, optimizer, learning_rate, momentum,
-                             weight_decay, clip_norm, seed, beta1, beta2, epsilon);
+                             weight_decay, clip_norm, seed, beta1, beta2, epsilon, running_bias);
              if (share.is_none()) return new Network(config);
              if (!py::isinstance<py::str>(share)) {
                throw py::type_error(
@@ -336,7 +342,8 @@ void register_network(py::module_& m) {
            py::arg("learning_rate") = 0.05, py::arg("momentum") = 0.0,
            py::arg("weight_decay") = 0.0, py::arg("clip_norm") = py::none(), py::arg("seed") = 0,
            py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("epsilon") = 1e-8,
-           py::kw_only(), py::arg("share") = py::none(), py::arg("share_timeout") = 10.0)
+           py::kw_only(), py::arg("share") = py::none(), py::arg("share_timeout") = 10.0,
+           py::arg("running_bias") = false)
       .def(
           "train_step",
           [](Self& self, py::handle x, py::handle y, py::handle weight) {
@@ -553,6 +560,7 @@ void register_network(py::module_& m) {
       .def_property(
           "learning_rate", [](const Self& s) { return static_cast<double>(s.learning_rate()); },
           [](Self& s, py::handle lr) { s.set_learning_rate(to_finite_float(lr, "learning_rate")); })
+      .def_property_readonly("running_bias", [](const Self& s) { return s.config().running_bias; })
       .def_property_readonly("momentum",
                              [](const Self& s) { return static_cast<double>(s.config().momentum); })
       .def_property_readonly(

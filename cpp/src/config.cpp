@@ -57,6 +57,10 @@ void Config::validate() const {
   if (!(std::isfinite(beta1) && beta1 >= 0.0f && beta1 < 1.0f)) fail("beta1", "must be in [0, 1)");
   if (!(std::isfinite(beta2) && beta2 >= 0.0f && beta2 < 1.0f)) fail("beta2", "must be in [0, 1)");
   if (!finite_positive(epsilon)) fail("epsilon", "must be finite and > 0");
+  if (!finite_positive(bias_prior)) fail("bias_prior", "must be finite and > 0");
+  if (!(std::isfinite(bias_window) && bias_window >= bias_prior)) {
+    fail("bias_window", "must be finite and >= bias_prior");
+  }
 }
 
 Activation parse_activation(const std::string& name, const char* parameter) {

@@ -86,6 +86,10 @@ Mlp::Mlp(const Config& config) : config_(config) {
   params_ = {own_params_.data(), own_params_.size()};
   opt_m_ = {own_m_.empty() ? nullptr : own_m_.data(), own_m_.size()};
   opt_v_ = {own_v_.empty() ? nullptr : own_v_.data(), own_v_.size()};
+  if (config_.running_bias) {
+    bias_n_.assign(n_outputs(), config_.bias_prior);
+    bias_next_.assign(2 * n_outputs(), 0.0f);
+  }
   init_weights();
 }
 
@@ -98,7 +102,9 @@ Mlp::Mlp(const Mlp& o)
       acts_(o.acts_),
       act_off_(o.act_off_),
       deltas_(o.deltas_),
-      own_ctr_(*o.ctr_) {
+      own_ctr_(*o.ctr_),
+      bias_n_(o.bias_n_),
+      bias_next_(o.bias_next_) {
   params_ = {own_params_.data(), own_params_.size()};
   opt_m_ = {own_m_.empty() ? nullptr : own_m_.data(), own_m_.size()};
   opt_v_ = {own_v_.empty() ? nullptr : own_v_.data(), own_v_.size()};
@@ -124,6 +130,9 @@ Mlp::Mlp(const Config& config, const ExternalState& ext, bool initialise) : Mlp(
   // moved onto the external buffers.
   const std::size_t n = own_params_.size();
   const std::size_t n_bufs = n_buffers_of(config_);
+  if (config_.running_bias) {
+    throw std::invalid_argument("running_bias: not supported by a shared model (share=...) yet");
+  }
   if (!ext.params || !ext.counters || !ext.journal || !ext.ranges || !ext.saved ||
       (n_bufs >= 2 && !ext.m) || (n_bufs >= 3 && !ext.v) || ext.max_ranges < n_inputs() + 1) {
     throw std::invalid_argument("external state: a buffer is missing or too small");
@@ -240,9 +249,64 @@ LL_INLINE StepResult Mlp::step(const float* x, const std::int32_t* idx, std::siz
   // or Adam: a weight-0 example writes nothing instead.
   if (weight == 0.0f) return trained_unchanged(out.loss);
 
+  if (!bias_n_.empty() && !stage_running_bias(y, weight)) {
+    return rejected(StepStatus::NonFiniteUpdate, out.loss, nullptr);
+  }
   float amax = 1.0f;  // bound on |hidden activation|
   const float dmax = backward(out.dmax, amax);
-  return update<Sparse>(x, idx, x_len, amax, dmax, out.loss, weight);
+  const StepResult r = update<Sparse>(x, idx, x_len, amax, dmax, out.loss, weight);
+  if (!bias_n_.empty() && r.status == StepStatus::Trained) commit_running_bias();
+  return r;
+}
+
+// running_bias: the output biases and N after this example (into
+// bias_next_), from the output logits of the forward pass; false if one
+// would not be finite. Writes nothing else.
+bool Mlp::stage_running_bias(const float* y, float weight) {
+  constexpr double kMaxBiasStep = 1.0;  // bce: the most one step moves a bias, in logits
+  constexpr double kTiny = 1e-12;
+  const double kMaxLogit = std::log((1.0 - kTiny) / kTiny);
+  const std::size_t k = n_outputs();
+  const float* z = acts_.data() + act_off_.back();
+  const float* b = params_.data() + layers_.back().b;
+  const double w = static_cast<double>(weight);
+  const bool sigmoid_out = config_.output_activation == Activation::Sigmoid;
+  bool ok = true;
+  for (std::size_t o = 0; o < k; ++o) {
+    const double n_seen =
+        std::min(static_cast<double>(bias_n_[o]) + w, static_cast<double>(config_.bias_window));
+    const double zo = static_cast<double>(z[o]), t = static_cast<double>(y[o]);
+    double step;
+    if (config_.loss == Loss::BCE) {
+      // logit(clamp(p)) is the clamped logit itself: one log a step, not two.
+      const double p = 1.0 / (1.0 + std::exp(-zo));
+      const double q = std::clamp(p + w * (t - p) / n_seen, kTiny, 1.0 - kTiny);
+      step = std::log(q / (1.0 - q)) - std::clamp(zo, -kMaxLogit, kMaxLogit);
+      step = std::clamp(step, -kMaxBiasStep, kMaxBiasStep);
+    } else {
+      const double pred = sigmoid_out ? 1.0 / (1.0 + std::exp(-zo)) : zo;
+      step = w * (t - pred) / n_seen;
+    }
+    const float nb = static_cast<float>(static_cast<double>(b[o]) + step);
+    const float nn = static_cast<float>(n_seen);
+    ok &= std::isfinite(nb) && std::isfinite(nn);
+    bias_next_[o] = nb;
+    bias_next_[k + o] = nn;
+  }
+  return ok;
+}
+
+// Replaces the gradient step of the output biases by the staged running mean.
+void Mlp::commit_running_bias() {
+  const std::size_t k = n_outputs();
+  float* b = params_.data() + layers_.back().b;
+  double bound = ctr_->w_bound;
+  for (std::size_t o = 0; o < k; ++o) {
+    b[o] = bias_next_[o];
+    bias_n_[o] = bias_next_[k + o];
+    bound = std::max(bound, static_cast<double>(std::fabs(b[o])));
+  }
+  ctr_->w_bound = bound;
 }
 
 // Non-finite x or y, a weight that is not finite and >= 0, or (BCE) a target
@@ -498,6 +562,9 @@ std::vector<TensorInfo> Mlp::state_layout() const {
       out.push_back({base + "bias", {static_cast<std::int64_t>(layer.out)}, layer.out});
     }
   }
+  if (!bias_n_.empty()) {
+    out.push_back({"optimizer.bias.N", {static_cast<std::int64_t>(n_outputs())}, n_outputs()});
+  }
   return out;
 }
 
@@ -525,10 +592,14 @@ void Mlp::export_state(const std::vector<float*>& destinations) const {
   const auto bufs = buffers();
   const std::size_t per_buffer = 2 * layers_.size();
   std::size_t offset = 0;
-  for (std::size_t t = 0; t < layout.size(); ++t) {
+  const std::size_t n_buffered = bufs.size() * per_buffer;  // then optimizer.bias.N
+  for (std::size_t t = 0; t < n_buffered; ++t) {
     if (t % per_buffer == 0) offset = 0;
     std::memcpy(destinations[t], bufs[t / per_buffer] + offset, layout[t].size * sizeof(float));
     offset += layout[t].size;
+  }
+  if (!bias_n_.empty()) {
+    std::memcpy(destinations[n_buffered], bias_n_.data(), bias_n_.size() * sizeof(float));
   }
 }
 
@@ -590,12 +661,24 @@ void Mlp::import_state(const std::vector<const float*>& sources) {
   }
   const auto bufs = buffers();
   const std::size_t per_buffer = 2 * layers_.size();
+  const std::size_t n_buffered = bufs.size() * per_buffer;  // then optimizer.bias.N
+  if (!bias_n_.empty()) {
+    const float* n = sources[n_buffered];
+    for (std::size_t o = 0; o < bias_n_.size(); ++o) {
+      if (!(n[o] > 0.0f)) {
+        throw std::invalid_argument("state: tensor 'optimizer.bias.N' must be > 0");
+      }
+    }
+  }
   std::size_t offset = 0;
   journal_full();
-  for (std::size_t t = 0; t < layout.size(); ++t) {
+  for (std::size_t t = 0; t < n_buffered; ++t) {
     if (t % per_buffer == 0) offset = 0;
     std::memcpy(bufs[t / per_buffer] + offset, sources[t], layout[t].size * sizeof(float));
     offset += layout[t].size;
+  }
+  if (!bias_n_.empty()) {
+    std::memcpy(bias_n_.data(), sources[n_buffered], bias_n_.size() * sizeof(float));
   }
   rescan_bounds();
   ++ctr_->version;

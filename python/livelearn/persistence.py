@@ -207,7 +207,7 @@ def load_network(path: str | os.PathLike[str], cls: Callable[..., N]) -> N:
     """
     where = os.fspath(path)
     ckpt = read_checkpoint(path)
-    config = _network_config(ckpt.meta, ckpt.tensors, where)
+    config = _with_legacy(cls, _network_config(ckpt.meta, ckpt.tensors, where))
     state = _network_tensors(ckpt.tensors, where)
     if ckpt.kind == "network":
         _check_prefixes(ckpt.tensors, ("network.",), where)
@@ -286,6 +286,9 @@ def load_engine(
         options["clock"] = clock
     elif options.get("clock") == "custom":
         raise _fail(where, "the engine used a custom clock; pass it: Engine.load(path, clock=...)")
+    # The network section says whether the output bias is a running mean; a
+    # file from before the option existed was written by one without it.
+    options["running_bias"] = bool(network_config.get("running_bias", False))
     if _LEARNING_RATE in options and not field:
         # Files written before get_config() was exact hold the engine's learning
         # rate rounded to 7 digits; the network section holds it exactly.
@@ -305,6 +308,7 @@ def load_engine(
             same = same and _same_learning_rate(
                 engine_config[_LEARNING_RATE], network_config.get(_LEARNING_RATE)
             )
+        network_config = _with_legacy(type(engine.network), network_config)
         if not same or not _same_config(engine.network.get_config(), network_config):
             raise _fail(where, "invalid configuration: the engine does not rebuild the same way")
         # The native core checks the state's layout against the network just
@@ -353,6 +357,13 @@ def _same_value(a: Any, b: Any) -> bool:
         with np.errstate(over="ignore"):
             return bool(np.float32(a) == np.float32(b))
     return False
+
+
+def _with_legacy(cls: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved configuration with the options it predates at the values its
+    model behaved as (``cls.LEGACY_DEFAULTS``, e.g. ``running_bias=False``)."""
+    legacy: Mapping[str, Any] = getattr(cls, "LEGACY_DEFAULTS", {})
+    return {**legacy, **config}
 
 
 def _same_config(rebuilt: Mapping[str, Any], saved: Mapping[str, Any]) -> bool:

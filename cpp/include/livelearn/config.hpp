@@ -27,6 +27,13 @@ struct Config {
   float beta2 = 0.999f;            // Adam
   float epsilon = 1e-8f;           // Adam
   std::uint64_t seed = 0;
+  // The output bias is a running mean of the target instead of a gradient
+  // step: b += logit(p + w (y - p) / N) - logit(p) under bce (at most 1 logit
+  // a step), b += w (y - z) / N under mse, N (state tensor optimizer.bias.N)
+  // counting the examples' weight from bias_prior, capped at bias_window.
+  bool running_bias = false;
+  float bias_prior = 2.0f;        // running_bias: pseudo-events before the first one
+  float bias_window = 100000.0f;  // running_bias: N stops growing here (a moving average)
 
   // Throws std::invalid_argument naming the offending parameter.
   void validate() const;

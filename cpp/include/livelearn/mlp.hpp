@@ -255,6 +255,12 @@ class Mlp {
   std::size_t journal_max_ranges_ = 0;
   float* journal_saved_ = nullptr;
   std::vector<std::uint64_t> range_scratch_;
+  // running_bias only (else empty): N per output, and a step's new output
+  // biases and N, committed once the rest of the update is accepted.
+  std::vector<float> bias_n_;
+  std::vector<float> bias_next_;
+  bool stage_running_bias(const float* y, float weight);
+  void commit_running_bias();
 };
 
 }  // namespace livelearn

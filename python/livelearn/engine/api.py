@@ -167,6 +167,10 @@ class Engine:
             (``model="auto"`` picks it). Raises
             :class:`~livelearn.errors.ShareError` if the share holds another
             configuration.
+        running_bias: whether the network's output bias is a running mean of
+            the target (see :class:`~livelearn.network.Network`) rather than a
+            gradient step; ``None``: the model's default (off for the MLP, on
+            for the field model). Not with ``share``.
         checkpoint_interval: save when this many seconds passed since the last save
             (checked after each batch). A due save runs in a background thread
             (one at a time); training only pauses while the state is copied.
@@ -253,8 +257,11 @@ class Engine:
         awaiting_on_close: str = "keep",
         quality_window: int = 10_000,
         share: str | None = None,
+        running_bias: bool | None = None,
     ) -> None:
         hidden = check_sizes("hidden_layers", hidden_layers)
+        if running_bias is not None and not isinstance(running_bias, bool):
+            raise TypeError(f"running_bias: expected a bool or None, got {running_bias!r}")
         check_choice("model", model, _MODELS)
         embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1024)
         self._history_size = check_int("history_size", history_size, 0, 10_000_000)
@@ -327,6 +334,8 @@ class Engine:
                 "loss": loss,
                 "seed": seed,
             }
+            if running_bias is not None:
+                self._network_config["running_bias"] = running_bias
             self._network = FieldNetwork(**self._network_config)
         else:
             # Building the network validates every optimizer argument now, not later.
@@ -342,6 +351,7 @@ class Engine:
                 weight_decay=weight_decay,
                 clip_norm=clip_norm,
                 seed=seed,
+                running_bias=bool(running_bias),
             )
             if share is None:
                 self._network = Network(**self._network_config)
