@@ -55,7 +55,11 @@ def test_two_uvicorn_workers_answer_from_one_model() -> None:
     port = _free_port()
     share = f"pytest-svc-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ)
-    python_dir = str(ROOT / "python")
+    # The workers import the same livelearn as this test: the installed wheel
+    # in CI (the clone's python/ has no native module there), else the tree.
+    import livelearn
+
+    python_dir = str(Path(livelearn.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([python_dir, str(ROOT), env.get("PYTHONPATH", "")])
     env["LIVELEARN_SHARE"] = share
     server = subprocess.Popen(
