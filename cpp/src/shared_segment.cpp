@@ -449,6 +449,11 @@ bool SharedSegment::lock_for(double seconds) {
 #endif
   }
   if (rc == ETIMEDOUT) return false;
+  took_lock(rc);
+  return true;
+}
+
+void SharedSegment::took_lock(int rc) {
   if (rc == EOWNERDEAD) {  // the holder died: undo its write, then mark the lock usable
     repair();
     ++header_->repairs;
@@ -458,7 +463,6 @@ bool SharedSegment::lock_for(double seconds) {
     fail_errno(name_, "cannot take the lock");
   }
   __atomic_store_n(&header_->lock_owner, getpid(), __ATOMIC_RELAXED);
-  return true;
 }
 
 void SharedSegment::lock() {
@@ -471,15 +475,7 @@ void SharedSegment::lock() {
 bool SharedSegment::try_lock() {
   const int rc = pthread_mutex_trylock(&header_->mutex);
   if (rc == EBUSY) return false;
-  if (rc == EOWNERDEAD) {
-    repair();
-    ++header_->repairs;
-    pthread_mutex_consistent(&header_->mutex);
-  } else if (rc != 0) {
-    errno = rc;
-    fail_errno(name_, "cannot take the lock");
-  }
-  __atomic_store_n(&header_->lock_owner, getpid(), __ATOMIC_RELAXED);
+  took_lock(rc);
   return true;
 }
 

@@ -131,6 +131,7 @@ __all__ = [
     "JoinStore",
     "Outcome",
     "WallClock",
+    "check_finite",
 ]
 
 logger = logging.getLogger("livelearn")
@@ -212,7 +213,7 @@ class EventClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        self._now = _check_time("start", start)
+        self._now = check_finite("start", start)
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -221,7 +222,7 @@ class EventClock:
 
     def advance(self, t: float) -> None:
         """Move the clock to ``t`` (``t >= now()``)."""
-        t = _check_time("t", t)
+        t = check_finite("t", t)
         with self._lock:
             if t < self._now:
                 raise InvalidFeedback("t", f"the event clock cannot go back ({t} < {self._now})")
@@ -317,7 +318,13 @@ class FeedbackCounters:
 
 
 # ------------------------------------------------------------------ checks
-def _check_time(name: str, value: object) -> float:
+def check_finite(name: str, value: object) -> float:
+    """``value`` as a finite float, or :class:`InvalidFeedback` naming ``name``
+    (booleans and non-real values refused).
+
+    >>> check_finite("label", 1)
+    1.0
+    """
     if type(value) is float:  # the common case skips the abstract-class checks
         t = value
     elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -371,7 +378,7 @@ def _check_payload(value: object) -> Payload:
 def _check_label(name: str, value: object) -> float:
     if isinstance(value, (bool, np.bool_)):
         return float(value)
-    return _check_time(name, value)
+    return check_finite(name, value)
 
 
 # ------------------------------------------------------------------ the store
@@ -452,7 +459,7 @@ class JoinStore:
         remember: int | None = None,
         clock: Clock | None = None,
     ) -> None:
-        t = _check_time("timeout", timeout)
+        t = check_finite("timeout", timeout)
         if t <= 0:
             raise InvalidFeedback("timeout", f"must be > 0, got {t}")
         self.timeout = t
@@ -503,7 +510,7 @@ class JoinStore:
 
     # -------------------------------------------------------------- time
     def _time(self, name: str, value: float | None) -> float:
-        return self.clock.now() if value is None else _check_time(name, value)
+        return self.clock.now() if value is None else check_finite(name, value)
 
     @_logged
     def advance(self, t: float) -> list[Example]:
@@ -540,7 +547,7 @@ class JoinStore:
         """
         eid = _check_id(event_id)
         payload = _check_payload(features)
-        pred = _check_time("prediction", prediction)
+        pred = check_finite("prediction", prediction)
         at = self._time("time", time)
         dtypes = tuple(p.dtype for p in payload)
         with self._lock:

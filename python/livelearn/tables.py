@@ -414,20 +414,7 @@ def collect(
 ) -> Future[TableResult]:
     """A Future resolved with the :class:`TableResult` of ``rows`` once the
     step Futures of the valid rows (in order) are all done."""
-    out: Future[TableResult] = Future()
-    out.set_running_or_notify_cancel()
-
-    def build() -> None:
-        try:
-            out.set_result(_result(rows, errors, futures, n_outputs))
-        except BaseException as exc:  # never leave the caller waiting
-            out.set_exception(exc)
-
-    if futures:
-        _when_all_done(futures, build)
-    else:
-        build()
-    return out
+    return _collected(futures, lambda: _result(rows, errors, futures, n_outputs))
 
 
 def collect_chunks(
@@ -440,12 +427,19 @@ def collect_chunks(
     valid rows, in order): each resolves with a ``TrainedRows`` (every row
     trained), a per-row result list, one ``StepResult`` for the whole chunk
     (skipped: dropped, forked) or an exception (failed)."""
+    return _collected(futures, lambda: _chunk_result(rows, errors, futures, n_outputs))
+
+
+def _collected(
+    futures: Sequence[Future[Any]], make: Callable[[], TableResult]
+) -> Future[TableResult]:
+    """A running Future set to ``make()`` once every one of ``futures`` is done."""
     out: Future[TableResult] = Future()
     out.set_running_or_notify_cancel()
 
     def build() -> None:
         try:
-            out.set_result(_chunk_result(rows, errors, futures, n_outputs))
+            out.set_result(make())
         except BaseException as exc:  # never leave the caller waiting
             out.set_exception(exc)
 

@@ -105,6 +105,10 @@ class SharedSegment {
  private:
   SharedSegment() = default;
   bool lock_for(double seconds);
+  // After a pthread_mutex_*lock call that did not time out or find the lock
+  // busy: repairs after a dead holder (EOWNERDEAD), fails on other errors,
+  // records this process as the owner.
+  void took_lock(int rc);
   void prune_dead();
   std::size_t live_slots() const;
   std::size_t distinct_live() const;  // under the lock

@@ -67,7 +67,6 @@ under :attr:`Joiner.lock`.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import operator
 import threading
@@ -92,6 +91,7 @@ from livelearn.feedback import (
     InvalidFeedback,
     JoinStatus,
     JoinStore,
+    check_finite,
 )
 from livelearn.field_network import FieldNetwork
 from livelearn.futures import StepFuture, resolve_all
@@ -223,18 +223,6 @@ class EncodedRow:
             f"EncodedRow(event_id={self.event_id!r}, label={self.label}, "
             f"weight={self.weight}, reason={self.reason!r})"
         )
-
-
-def _time_value(name: str, value: object) -> float:
-    if type(value) is float:  # the common case skips the abstract-class checks
-        t = value
-    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InvalidFeedback(name, f"must be a real number, got {type(value).__name__}")
-    else:
-        t = float(value)
-    if not math.isfinite(t):
-        raise InvalidFeedback(name, f"must be finite, got {t}")
-    return t
 
 
 def resolve_clock(clock: str | Clock | None) -> tuple[Clock, str]:
@@ -393,7 +381,7 @@ class Joiner:
         future: StepFuture[StepResult] = StepFuture(self.done)
         try:
             y = self._label(label, action_type)
-            at = None if timestamp is None else _time_value("timestamp", timestamp)
+            at = None if timestamp is None else check_finite("timestamp", timestamp)
         except InvalidFeedback as exc:
             return self._refuse(future, exc)
         later: list[tuple[StepFuture[StepResult], object]] = []
@@ -464,7 +452,7 @@ class Joiner:
             except InvalidInteraction as exc:
                 raise InvalidFeedback("action_type", exc.reason) from None
             label = float(vec[0])
-        y = _time_value("label", label)
+        y = check_finite("label", label)
         if abs(y) > _FLOAT32_MAX:
             raise InvalidFeedback("label", f"must fit a float32, got {y}")
         if self.bce and not 0.0 <= y <= 1.0:
@@ -724,7 +712,7 @@ class Joiner:
             counters = {k: int(meta["counters"][k]) for k in ("invalid", "sampled_out")}
             clock_now = meta["clock_now"]
             if clock_now is not None:
-                clock_now = _time_value("clock_now", clock_now)
+                clock_now = check_finite("clock_now", clock_now)
             store_meta = meta["store"]
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidFeedback):
